@@ -1,0 +1,84 @@
+"""Options shared by several commands, generated from the library's single sources of truth."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from depthlite.specs import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    DEFAULT_MODEL,
+    DEFAULT_PRECISION,
+    DEFAULT_RESIZE,
+    PRECISIONS,
+    RESIZE_MODES,
+    available_models,
+)
+
+__all__ = ["add_model_options", "configure_logging", "error", "positive_int"]
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, runtime: bool = True) -> None:
+    """--model, --weights, --offline and, for commands that run the network, the runtime knobs."""
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        metavar="NAME",
+        help=f"model name (default {DEFAULT_MODEL}; known: {', '.join(available_models())})",
+    )
+    group.add_argument(
+        "--weights",
+        metavar="PATH",
+        help="use this checkpoint (.pt) or ONNX file instead of the cache",
+    )
+    group.add_argument(
+        "--offline",
+        action="store_true",
+        default=None,
+        help="never download (same as DEPTHLITE_OFFLINE=1)",
+    )
+    if not runtime:
+        return
+    group.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
+    group.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION)
+    group.add_argument(
+        "--resize",
+        choices=RESIZE_MODES,
+        default=DEFAULT_RESIZE,
+        help="keep_aspect: official hub transform (sides multiple of 32, max 256); "
+        "square: 256x256 like the official ONNX export",
+    )
+    group.add_argument(
+        "--threads", type=positive_int, help="intra-op threads (default: OMP_NUM_THREADS or cores)"
+    )
+
+
+def configure_logging(verbose: int, quiet: bool) -> None:
+    """Library loggers print through here: warnings by default, more with -v."""
+    level = (
+        logging.ERROR
+        if quiet
+        else logging.DEBUG
+        if verbose > 1
+        else (logging.INFO if verbose else logging.WARNING)
+    )
+    logging.basicConfig(level=level, format="depthlite: %(message)s", stream=sys.stderr)
+
+
+def error(message: str) -> None:
+    """One line on stderr, the form every command uses for failures."""
+    print(f"depthlite: error: {message}", file=sys.stderr)

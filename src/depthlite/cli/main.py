@@ -1,0 +1,47 @@
+"""Entry point: build the parser from the command modules, run one, map errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from depthlite._version import __version__
+from depthlite.cli import manage, predict
+from depthlite.cli.common import configure_logging, error
+from depthlite.errors import DepthliteError
+
+__all__ = ["build_parser", "main"]
+
+_COMMANDS = (predict, manage)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="depthlite",
+        description="CPU-first monocular depth estimation (MiDaS v2.1 small).",
+    )
+    parser.add_argument("--version", action="version", version=f"depthlite {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in _COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(getattr(args, "verbose", 0), getattr(args, "quiet", False))
+    try:
+        code: int = args.handler(args)
+    except DepthliteError as exc:
+        error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        error("interrupted")
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Model management: ``depthlite models``, ``download`` and ``convert``."""
+
+from __future__ import annotations
+
+import argparse
+
+from depthlite import hub
+from depthlite.cli.common import add_model_options
+from depthlite.errors import EXIT_OK, BackendUnavailableError
+from depthlite.modelfiles import ensure_converted, torch_available
+from depthlite.specs import DEFAULT_MODEL, MODELS, get_spec
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("models", help="list known models and what is cached")
+    p.set_defaults(handler=run_models)
+
+    p = sub.add_parser(
+        "download",
+        help="fetch a model's official checkpoint into the cache",
+        description="Download and verify the official checkpoint (and with --official-onnx the "
+        "official ONNX export). Cache: $DEPTHLITE_HOME or the user cache folder.",
+    )
+    p.add_argument("model", nargs="?", default=DEFAULT_MODEL, help=f"default {DEFAULT_MODEL}")
+    p.add_argument("--official-onnx", action="store_true", help="also fetch the official ONNX file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_download)
+
+    p = sub.add_parser(
+        "convert",
+        help="convert the official checkpoint to a dynamic-size ONNX model (needs torch)",
+        description="Export the checkpoint to ONNX with dynamic height and width, verify it "
+        "against the torch model, and cache it keyed by the checkpoint's SHA-256.",
+    )
+    add_model_options(p, runtime=False)
+    p.add_argument("--force", action="store_true", help="convert again even if cached")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_convert)
+
+
+def _size(num: int | None) -> str:
+    return "-" if num is None else f"{num / 1e6:.1f} MB"
+
+
+def run_models(args: argparse.Namespace) -> int:
+    print(f"cache: {hub.cache_dir()}")
+    for spec in MODELS.values():
+        default = " (default)" if spec.name == DEFAULT_MODEL else ""
+        print(f"\n{spec.name}{default}\n  {spec.description}")
+        print(f"  input: {spec.input_size} px, sides multiple of {spec.multiple_of}; {spec.output}")
+        for entry in hub.cache_status(spec):
+            state = "cached" if entry.size is not None else "not cached"
+            print(f"  {entry.kind:<10} {entry.name:<44} {state:<10} {_size(entry.size)}")
+    return EXIT_OK
+
+
+def run_download(args: argparse.Namespace) -> int:
+    spec = get_spec(args.model)
+    path = hub.resolve_checkpoint(spec, progress=not args.quiet)
+    print(path)
+    if args.official_onnx:
+        print(hub.resolve_official_onnx(spec, progress=not args.quiet))
+    return EXIT_OK
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    spec = get_spec(args.model)
+    if not torch_available():
+        # Say it before a download is wasted: conversion runs the torch model.
+        raise BackendUnavailableError(
+            "depthlite convert needs PyTorch: pip install 'depthlite[torch]'"
+        )
+    checkpoint = hub.resolve_checkpoint(
+        spec, weights=args.weights, offline=args.offline, progress=not args.quiet
+    )
+    print(ensure_converted(spec, checkpoint, force=args.force))
+    return EXIT_OK

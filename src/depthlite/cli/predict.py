@@ -1,0 +1,135 @@
+"""``depthlite predict``: images in, depth files out; one bad file never stops the batch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from depthlite.cli.common import add_model_options, error, positive_int
+from depthlite.colorize import COLORMAPS, DEFAULT_COLORMAP
+from depthlite.errors import EXIT_FAILURE, EXIT_OK, InputError
+from depthlite.estimator import DepthEstimator
+from depthlite.imageio import (
+    DEFAULT_MAX_PIXELS,
+    OUTPUT_FORMATS,
+    InputItem,
+    expand_inputs,
+    write_outputs,
+)
+
+__all__ = ["register"]
+
+DEFAULT_FORMATS = ("color",)
+
+
+def formats_list(text: str) -> tuple[str, ...]:
+    """argparse type: a comma-separated subset of the output formats."""
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [name for name in names if name not in OUTPUT_FORMATS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown format {', '.join(unknown) or text!r}; "
+            f"choose from: {','.join(OUTPUT_FORMATS)}"
+        )
+    return names
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "predict",
+        help="depth maps for images, folders, globs or stdin",
+        description="Write depth outputs for each input. Outputs go next to each input unless "
+        "-o DIR is given. Exit code 1 if any input failed (the others are still processed).",
+    )
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image file, folder, glob, or - for stdin"
+    )
+    p.add_argument("-o", "--output", type=Path, metavar="DIR", help="output folder")
+    p.add_argument(
+        "-f",
+        "--format",
+        type=formats_list,
+        default=DEFAULT_FORMATS,
+        metavar="LIST",
+        help=f"comma-separated outputs: {','.join(OUTPUT_FORMATS)} (default: color)",
+    )
+    p.add_argument(
+        "--colormap",
+        choices=sorted(COLORMAPS),
+        default=DEFAULT_COLORMAP,
+        metavar="NAME",
+        help=f"OpenCV colour map (default {DEFAULT_COLORMAP}; {', '.join(sorted(COLORMAPS))})",
+    )
+    p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders")
+    p.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse larger images (default {DEFAULT_MAX_PIXELS:,})",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    add_model_options(p)
+    p.set_defaults(handler=run)
+
+
+def _destination(item: InputItem, output: Path | None) -> tuple[Path, Path]:
+    """(output folder, relative stem) for one input."""
+    if output is not None:
+        return output, item.relative
+    if item.path is not None:
+        return item.path.parent, Path(item.stem)
+    return Path.cwd(), Path(item.stem)
+
+
+def _process(est: DepthEstimator, item: InputItem, args: argparse.Namespace) -> list[Path]:
+    if item.path is None:
+        result = est.predict(sys.stdin.buffer.read(), source="<stdin>")
+    else:
+        result = est.predict(item.path)
+    out_dir, relative = _destination(item, args.output)
+    return write_outputs(result.depth, result.image, out_dir, relative, args.format, args.colormap)
+
+
+def run(args: argparse.Namespace) -> int:
+    items, failures = expand_inputs(args.inputs, recursive=args.recursive)
+    for failure in failures:
+        error(str(failure))
+    if not items:
+        return EXIT_FAILURE
+    est = DepthEstimator(
+        args.model,
+        args.backend,
+        args.precision,
+        resize=args.resize,
+        threads=args.threads,
+        weights=args.weights,
+        offline=args.offline,
+        max_pixels=args.max_pixels,
+        progress=not args.quiet,
+    )
+    est.load()  # model problems are fatal for the whole batch: fail before the first file
+    written = 0
+    failed = len(failures)
+    bar = tqdm(items, unit="img", disable=args.quiet or len(items) < 2, file=sys.stderr)
+    for item in bar:
+        try:
+            written += len(_process(est, item, args))
+        except (InputError, OSError) as exc:
+            # OSError: the output could not be written (permissions, disk full); still per file.
+            failed += 1
+            bar.clear()
+            is_sourced = isinstance(exc, InputError) and exc.source
+            error(str(exc) if is_sourced else f"{item.source}: {exc}")
+            bar.refresh()
+    bar.close()
+    if not args.quiet:
+        done = len(items) - (failed - len(failures))
+        print(
+            f"depthlite: {done} image(s) done, {written} file(s) written, {failed} failed",
+            file=sys.stderr,
+        )
+    return EXIT_FAILURE if failed else EXIT_OK

@@ -1,0 +1,97 @@
+"""Depth-to-image conversions: the official min-max normalisation and cv2 colour maps.
+
+``normalize_minmax`` reproduces ``write_depth`` of the reference MiDaS ``utils.py`` bit for
+bit (arithmetic in the depth's own dtype, truncating casts), so 16-bit PNGs and colour maps
+match files written by the official code exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+
+from depthlite.specs import check_choice
+
+__all__ = [
+    "COLORMAPS",
+    "DEFAULT_COLORMAP",
+    "colorize",
+    "colorize_normalized",
+    "colormap_id",
+    "normalize_minmax",
+]
+
+logger = logging.getLogger(__name__)
+
+_PREFIX = "COLORMAP_"
+
+# Built from whatever this cv2 build ships, so the CLI never offers a map cv2 lacks.
+COLORMAPS: dict[str, int] = {
+    name[len(_PREFIX) :].lower(): int(getattr(cv2, name))
+    for name in sorted(dir(cv2))
+    if name.startswith(_PREFIX) and isinstance(getattr(cv2, name), int)
+}
+DEFAULT_COLORMAP = "inferno"
+
+
+def colormap_id(colormap: str) -> int:
+    """The cv2 constant of a colour map name (case-insensitive); InvalidOptionError if unknown."""
+    name = check_choice("colormap", colormap.lower(), tuple(COLORMAPS))
+    return COLORMAPS[name]
+
+
+def normalize_minmax(depth: np.ndarray, bits: int) -> np.ndarray:
+    """Scale ``depth`` to the full unsigned range of ``bits`` bytes (1 -> uint8, 2 -> uint16).
+
+    A constant map becomes zeros. Non-finite values are replaced by 0 first, as the newer
+    official ``write_depth`` does, instead of poisoning the min and max.
+    """
+    if bits not in (1, 2):
+        raise ValueError(f"bits must be 1 or 2, not {bits}")
+    depth = np.asarray(depth)
+    if depth.size == 0:
+        raise ValueError("cannot normalise an empty depth map")
+    if not np.isfinite(depth).all():
+        logger.warning("depth map has non-finite values; they are written as 0")
+        depth = np.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0)
+    depth_min = depth.min()
+    depth_max = depth.max()
+    max_val = 2 ** (8 * bits) - 1
+    # float64 eps on purpose: the official code compares against np.finfo("float").eps.
+    if depth_max - depth_min > np.finfo("float").eps:
+        out = max_val * (depth - depth_min) / (depth_max - depth_min)
+    else:
+        out = np.zeros(depth.shape, dtype=depth.dtype)
+    return out.astype(np.uint8 if bits == 1 else np.uint16)
+
+
+def _apply(gray8: np.ndarray, colormap: str) -> np.ndarray:
+    bgr = cv2.applyColorMap(gray8, colormap_id(colormap))
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _check_2d(arr: np.ndarray, what: str) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.ndim != 2:
+        raise ValueError(f"{what} must be a 2-D HxW array, got shape {arr.shape}")
+    return arr
+
+
+def colorize(depth: np.ndarray, colormap: str = DEFAULT_COLORMAP) -> np.ndarray:
+    """HxWx3 uint8 RGB colour map of a depth map, min-max normalised like the official code."""
+    colormap_id(colormap)  # fail on a bad name before doing any work
+    return _apply(normalize_minmax(_check_2d(depth, "depth"), bits=1), colormap)
+
+
+def colorize_normalized(norm01: np.ndarray, colormap: str = DEFAULT_COLORMAP) -> np.ndarray:
+    """Colour map of values already scaled to [0, 1] by the caller (e.g. a video normaliser).
+
+    Values are clipped to [0, 1], NaN counts as 0, and the 8-bit level is truncated like the
+    official code's ``np.uint8(out)``, so ``colorize`` and this agree on the same scaling.
+    """
+    colormap_id(colormap)
+    norm = np.nan_to_num(_check_2d(norm01, "norm01").astype(np.float32), nan=0.0)
+    gray8 = (np.clip(norm, 0.0, 1.0) * 255).astype(np.uint8)
+    return _apply(gray8, colormap)

@@ -1,0 +1,371 @@
+"""Decode any supported image source into an RGB array, and encode arrays back to PNG/JPEG.
+
+The decoder is PIL-first: PIL reads the header lazily, so the pixel cap (the decompression-bomb
+guard) is enforced before any pixel is decoded, and PIL's strict truncation checks turn damaged
+files into :class:`~depthlite.errors.ImageDecodeError` instead of silently grey-padded images.
+
+JPEG pixels come from PIL too. The official MiDaS reads images with ``cv2.imread``; with the
+pinned wheels both libraries decode through libjpeg-turbo with the same defaults (accurate
+integer IDCT, fancy upsampling), and the pixels are identical for baseline and progressive
+JPEGs. ``tests/test_decode.py`` asserts that parity so a wheel upgrade that breaks it is caught;
+decoding JPEGs once with PIL avoids a second decode and keeps the truncation check.
+
+PIL cannot hold 16-bit-per-channel colour: it silently truncates 16-bit RGB(A) PNG and TIFF
+files to 8 bits. Those (and only those) are decoded by ``cv2.imdecode`` after PIL has validated
+the header, and the EXIF orientation PIL read is applied with numpy.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from numbers import Integral
+from pathlib import Path
+from typing import BinaryIO
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from depthlite.errors import (
+    ImageDecodeError,
+    ImageTooLargeError,
+    InputError,
+    InputNotFoundError,
+    InvalidOptionError,
+    UnsupportedFormatError,
+)
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "SUPPORTED_FORMATS",
+    "ImageSource",
+    "encode_jpeg",
+    "encode_png",
+    "load_image",
+    "to_uint8",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_PIXELS = 40_000_000
+SUPPORTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
+
+ImageSource = str | os.PathLike | bytes | np.ndarray | Image.Image
+
+# PIL reports multi-picture JPEGs (most phone cameras' "portrait" shots) as MPO; frame 0 is the
+# ordinary JPEG picture.
+_FORMAT_ALIASES = {"MPO": "JPEG"}
+_EXIF_ORIENTATION = 0x0112
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_COLOUR_TYPES_WITH_COLOUR_OR_ALPHA = (2, 4, 6)
+_GREY_16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+_UINT16_MAX = 65535
+
+# Serialises the rare calls that must raise PIL's process-wide pixel limit (see _pil_limits).
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+def _formats_hint() -> str:
+    return f"supported formats: {', '.join(SUPPORTED_FORMATS)}"
+
+
+def _too_large(width: int | None, height: int | None, pixels: int, max_pixels: int) -> str:
+    size = f"{width} x {height} = {pixels}" if width is not None else f"{pixels}"
+    return (
+        f"image is {size} pixels, above the limit of {max_pixels} pixels; "
+        "raise it with --max-pixels"
+    )
+
+
+def _check_pixels(width: int, height: int, max_pixels: int, source: str) -> None:
+    pixels = width * height
+    if pixels > max_pixels:
+        raise ImageTooLargeError(_too_large(width, height, pixels, max_pixels), source=source)
+
+
+@contextmanager
+def _pil_limits(max_pixels: int) -> Iterator[None]:
+    """Make our cap, not PIL's global ``MAX_IMAGE_PIXELS``, the authority for one decode.
+
+    PIL warns above its limit and fails above twice it, before we see the header. Its warning
+    is noise (our own check reports the same image with a better message), so it is silenced
+    here; ``catch_warnings`` is not thread-safe before Python 3.14, but the worst a race can do
+    is leak this one narrow filter. PIL's limit is only raised, under a lock and restored
+    afterwards, when the caller asked for a cap above it; nothing is changed at import time.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        current = Image.MAX_IMAGE_PIXELS
+        if current is None or max_pixels <= current:
+            yield
+            return
+        with _PIL_LIMIT_LOCK:
+            saved = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = max_pixels
+            try:
+                yield
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+
+
+def _sniff_format(prefix: bytes) -> str | None:
+    """Name the format PIL would recognise from the magic bytes, without parsing further."""
+    Image.init()
+    for name, (_factory, accept) in Image.OPEN.items():
+        try:
+            # accept() may return a warning string instead of a bool; only True-ish bools count.
+            result = accept(prefix) if accept is not None else False
+        except Exception:  # an odd plugin's accept() on a short prefix is not our problem
+            continue
+        if result and not isinstance(result, str):
+            return _FORMAT_ALIASES.get(name, name)
+    return None
+
+
+def _unidentified(prefix: bytes, source: str) -> InputError:
+    fmt = _sniff_format(prefix)
+    if fmt in SUPPORTED_FORMATS:
+        # The magic bytes say PNG/JPEG/...; the header behind them failed to parse.
+        return ImageDecodeError(f"corrupt {fmt} header", source=source)
+    if fmt is not None:
+        return UnsupportedFormatError(f"{fmt} images are not supported; {_formats_hint()}", source)
+    return UnsupportedFormatError(f"not a recognised image; {_formats_hint()}", source=source)
+
+
+def _is_deep_colour(im: Image.Image, head: bytes) -> bool:
+    """True for 16-bit colour (or grey+alpha) files, which PIL would truncate to 8 bits."""
+    if im.format == "PNG":
+        # The IHDR is at a fixed offset; reading it from ``head`` avoids moving the file
+        # position under PIL's lazy loader.
+        return (
+            head[:8] == _PNG_SIGNATURE
+            and head[12:16] == b"IHDR"
+            and head[24] == 16
+            and head[25] in _PNG_COLOUR_TYPES_WITH_COLOUR_OR_ALPHA
+        )
+    if im.format == "TIFF":
+        bits = im.tag_v2.get(258, (8,))  # type: ignore[attr-defined]
+        bits = bits if isinstance(bits, tuple) else (bits,)
+        return max(bits) == 16 and len(bits) > 1
+    return False
+
+
+def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation with numpy, matching ``ImageOps.exif_transpose``."""
+    if orientation == 2:
+        return arr[:, ::-1]
+    if orientation == 3:
+        return arr[::-1, ::-1]
+    if orientation == 4:
+        return arr[::-1]
+    if orientation == 5:
+        return arr.swapaxes(0, 1)
+    if orientation == 6:
+        return np.rot90(arr, k=-1)
+    if orientation == 7:
+        return arr[::-1, ::-1].swapaxes(0, 1)
+    if orientation == 8:
+        return np.rot90(arr, k=1)
+    return arr
+
+
+def _decode_deep_with_cv2(im: Image.Image, fp: BinaryIO, source: str) -> np.ndarray:
+    try:
+        orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # a malformed EXIF block should not cost the whole image
+        logger.warning("%s: unreadable EXIF data; orientation ignored", source)
+        orientation = 1
+    fp.seek(0)
+    buf = np.frombuffer(fp.read(), dtype=np.uint8)
+    # IMREAD_UNCHANGED keeps 16 bits and does not apply orientation, so we apply it once.
+    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise ImageDecodeError(f"corrupt or truncated {im.format} data", source=source)
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(arr[..., :3], cv2.COLOR_BGR2RGB)
+    return _orient(arr, orientation)
+
+
+def _pil_to_array(im: Image.Image, source: str) -> np.ndarray:
+    """RGB (or grey) pixels of a loaded PIL image; alpha is dropped, never composited."""
+    mode = im.mode
+    if mode in _GREY_16_MODES:
+        return np.asarray(im).astype(np.uint16)
+    if mode == "I":
+        arr = np.asarray(im)
+        if arr.size and (arr.min() < 0 or arr.max() > _UINT16_MAX):
+            raise UnsupportedFormatError("32-bit integer images are not supported", source)
+        return arr.astype(np.uint16)
+    if mode == "F":
+        raise UnsupportedFormatError("floating-point images are not supported", source=source)
+    if mode in ("L", "RGB"):
+        return np.asarray(im)
+    if mode == "LA":
+        return np.asarray(im)[..., 0]
+    if mode in ("RGBA", "RGBX"):
+        return np.asarray(im)[..., :3]
+    try:
+        # Palette, bilevel, CMYK, YCbCr, premultiplied alpha: PIL's own conversions are exact
+        # for these; a palette's transparency is dropped without compositing.
+        return np.asarray(im.convert("RGB"))
+    except (ValueError, OSError) as exc:
+        raise UnsupportedFormatError(f"unsupported pixel mode {mode}", source=source) from exc
+
+
+def _exif_transpose(im: Image.Image, source: str) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception:  # a malformed EXIF block (any parser error) should not cost the image
+        logger.warning("%s: unreadable EXIF data; orientation ignored", source)
+        return im
+
+
+def _decode_stream(fp: BinaryIO, source: str, max_pixels: int) -> np.ndarray:
+    head = fp.read(26)
+    prefix = head[:16]
+    if not prefix:
+        raise UnsupportedFormatError(f"empty input; {_formats_hint()}", source=source)
+    fp.seek(0)
+    try:
+        with _pil_limits(max_pixels):
+            # Only our formats' header parsers ever see the bytes; others are only sniffed.
+            im = Image.open(fp, formats=SUPPORTED_FORMATS)
+            fmt = _FORMAT_ALIASES.get(im.format or "", im.format)
+            if fmt not in SUPPORTED_FORMATS:
+                raise UnsupportedFormatError(f"{fmt} images are not supported", source=source)
+            _check_pixels(im.width, im.height, max_pixels, source)
+            if _is_deep_colour(im, head):
+                return _decode_deep_with_cv2(im, fp, source)
+            # load() must run inside the try: it is where truncation and CRC errors surface.
+            # LOAD_TRUNCATED_IMAGES is left False so a cut JPEG fails instead of grey-padding.
+            im.load()
+            return _pil_to_array(_exif_transpose(im, source), source)
+    except UnidentifiedImageError:
+        raise _unidentified(prefix, source) from None
+    except Image.DecompressionBombError as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = int(found.group(1)) if found else max_pixels + 1
+        raise ImageTooLargeError(_too_large(None, None, pixels, max_pixels), source) from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
+        raise ImageDecodeError(f"corrupt or truncated image data ({exc})", source=source) from exc
+
+
+def _load_path(path: Path, source: str, max_pixels: int) -> np.ndarray:
+    if path.is_dir():
+        raise InputError("is a directory, not an image file", source=source)
+    try:
+        fp = path.open("rb")
+    except FileNotFoundError:
+        raise InputNotFoundError("no such file", source=source) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", source=source) from None
+    except ValueError as exc:  # e.g. an embedded NUL byte
+        raise InputError(f"invalid path: {exc}", source=source) from None
+    with fp:
+        return _decode_stream(fp, source, max_pixels)
+
+
+def _from_array(arr: np.ndarray, source: str, max_pixels: int) -> np.ndarray:
+    accepted = "accepted arrays: HxW, HxWx3 (RGB) or HxWx4 (RGBA), dtype uint8 or uint16"
+    if arr.dtype not in (np.uint8, np.uint16):
+        raise InputError(f"unsupported array dtype {arr.dtype}; {accepted}", source=source)
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise InputError(f"unsupported array shape {arr.shape}; {accepted}", source=source)
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InputError(f"empty array of shape {arr.shape}", source=source)
+    _check_pixels(arr.shape[1], arr.shape[0], max_pixels, source)
+    return arr
+
+
+def _from_pil(im: Image.Image, source: str, max_pixels: int) -> np.ndarray:
+    _check_pixels(im.width, im.height, max_pixels, source)
+    try:
+        with _pil_limits(max_pixels):
+            im.load()
+            return _pil_to_array(_exif_transpose(im, source), source)
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
+        raise ImageDecodeError(f"corrupt or truncated image data ({exc})", source=source) from exc
+
+
+def _to_rgb(arr: np.ndarray) -> np.ndarray:
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    elif arr.shape[2] == 4:
+        arr = arr[..., :3]
+    return np.ascontiguousarray(arr)
+
+
+def load_image(
+    src: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, source: str | None = None
+) -> np.ndarray:
+    """Decode ``src`` into an HxWx3 RGB array, uint8 for 8-bit inputs and uint16 for 16-bit.
+
+    ``src`` is a path, encoded bytes, an ndarray (HxW grey, HxWx3 RGB or HxWx4 RGBA; a
+    C-contiguous HxWx3 array is returned as is, not copied) or a PIL image. EXIF orientation is
+    applied; alpha is dropped. ``source`` names the input in errors (default: the path,
+    ``<bytes>``, ``<array>`` or ``<image>``). Every failure is an :class:`InputError` subclass.
+    """
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, Integral) or max_pixels < 1:
+        raise InvalidOptionError(f"max_pixels must be a positive integer, not {max_pixels!r}")
+    max_pixels = int(max_pixels)
+    if isinstance(src, str | os.PathLike):
+        path = Path(src)
+        arr = _load_path(path, source or str(path), max_pixels)
+    elif isinstance(src, bytes | bytearray | memoryview):
+        arr = _decode_stream(io.BytesIO(src), source or "<bytes>", max_pixels)
+    elif isinstance(src, np.ndarray):
+        arr = _from_array(src, source or "<array>", max_pixels)
+    elif isinstance(src, Image.Image):
+        arr = _from_pil(src, source or "<image>", max_pixels)
+    else:
+        raise TypeError(f"cannot load an image from {type(src).__name__}")
+    rgb = _to_rgb(arr)
+    if not rgb.flags.writeable and rgb is not src:
+        # Arrays over PIL's pixel buffer are read-only; callers may legitimately edit in place.
+        rgb = rgb.copy()
+    return rgb
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """8-bit view of an image for display: uint16 is scaled by 255/65535 with rounding."""
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        return ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    raise ValueError(f"expected a uint8 or uint16 image, got {img.dtype}")
+
+
+def _to_bgr_for_cv2(img: np.ndarray) -> np.ndarray:
+    if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1):
+        return img
+    if img.ndim == 3 and img.shape[2] == 3:
+        return cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGR)
+    raise ValueError(f"expected an HxW or HxWx3 image, got shape {img.shape}")
+
+
+def encode_png(img: np.ndarray) -> bytes:
+    """PNG bytes of an RGB or single-channel uint8/uint16 image (16-bit is kept)."""
+    if img.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"PNG needs uint8 or uint16 pixels, got {img.dtype}")
+    ok, buf = cv2.imencode(".png", _to_bgr_for_cv2(img))
+    if not ok:
+        raise ValueError("cv2 could not encode the PNG")
+    return buf.tobytes()
+
+
+def encode_jpeg(img_rgb: np.ndarray, quality: int = 90) -> bytes:
+    """JPEG bytes of an RGB or single-channel image; uint16 is reduced to 8 bits first."""
+    if not 0 <= quality <= 100:
+        raise InvalidOptionError(f"JPEG quality must be in 0..100, not {quality}")
+    img = to_uint8(img_rgb)
+    ok, buf = cv2.imencode(".jpg", _to_bgr_for_cv2(img), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("cv2 could not encode the JPEG")
+    return buf.tobytes()

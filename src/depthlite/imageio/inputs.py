@@ -1,0 +1,184 @@
+"""Expand command-line input specs (files, folders, glob patterns, ``-``) into input items.
+
+A bad spec never stops the batch: it becomes an :class:`~depthlite.errors.InputError` in the
+returned error list and the other specs are still expanded. Every item carries ``relative``,
+the output stem relative to the output folder, chosen so that no two items write to the same
+output files.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from depthlite.errors import InputError, InputNotFoundError
+
+__all__ = ["IMAGE_EXTENSIONS", "STDIN_SPEC", "InputItem", "expand_inputs"]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+STDIN_SPEC = "-"
+STDIN_SOURCE = "<stdin>"
+STDIN_STEM = "stdin"
+
+_GLOB_MAGIC = re.compile(r"[*?[]")
+# Path() ("."), never a meaningful output stem, marks "relative not given".
+_UNSET = Path()
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One input: ``source`` names it in messages, ``path`` is None for stdin.
+
+    ``stem`` is the output base name; ``relative`` is the output stem relative to the output
+    folder (``Path("sub/a")`` for ``<dir>/sub/a.png`` found recursively) and defaults to
+    ``Path(stem)``.
+    """
+
+    source: str
+    path: Path | None
+    stem: str
+    relative: Path = _UNSET
+
+    def __post_init__(self) -> None:
+        if self.relative == _UNSET:
+            object.__setattr__(self, "relative", Path(self.stem))
+
+
+def _is_image_name(name: str) -> bool:
+    # Dot-files are skipped: macOS "._photo.jpg" resource forks carry image extensions.
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _stem_path(rel: Path) -> Path:
+    return rel.parent / rel.stem
+
+
+def _walk_dir(root: Path, recursive: bool, errors: list[InputError]) -> list[Path]:
+    """Image files under ``root`` (relative to it), sorted; hidden folders are not entered."""
+
+    def on_error(exc: OSError) -> None:
+        errors.append(InputError(f"cannot list folder: {exc.strerror or exc}", str(exc.filename)))
+
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root, onerror=on_error):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+        base = Path(folder).relative_to(root)
+        found.extend(base / name for name in files if _is_image_name(name))
+    return sorted(found, key=lambda p: p.as_posix())
+
+
+def _glob_base(pattern: str) -> Path:
+    """The literal folder a pattern starts from, so matches keep their subfolders."""
+    literal: list[str] = []
+    for part in Path(pattern).parts[:-1]:
+        if _GLOB_MAGIC.search(part):
+            break
+        literal.append(part)
+    return Path(*literal) if literal else Path()
+
+
+def _expand_glob(pattern: str, recursive: bool) -> list[tuple[Path, Path]]:
+    base = _glob_base(pattern)
+    out: list[tuple[Path, Path]] = []
+    for match in sorted(glob.glob(pattern, recursive=recursive)):
+        path = Path(match)
+        if not path.is_file():
+            continue
+        try:
+            rel = _stem_path(path.relative_to(base))
+        except ValueError:
+            rel = Path(path.stem)
+        out.append((path, rel))
+    return out
+
+
+def _expand_spec(
+    spec: str, recursive: bool, errors: list[InputError]
+) -> list[tuple[Path, Path]] | None:
+    """(path, relative output stem) pairs of one spec; None if it matched nothing."""
+    path = Path(spec)
+    # An existing path wins over glob syntax: "shot[1].jpg" is a legitimate file name.
+    if spec and path.is_dir():
+        known_errors = len(errors)
+        files = _walk_dir(path, recursive, errors)
+        if not files and len(errors) == known_errors:
+            exts = " ".join(IMAGE_EXTENSIONS)
+            errors.append(InputNotFoundError(f"no image files ({exts}) in folder", spec))
+            return []
+        return [(path / rel, _stem_path(rel)) for rel in files]
+    if spec and path.exists():
+        return [(path, Path(path.stem))]
+    if _GLOB_MAGIC.search(spec):
+        return _expand_glob(spec, recursive) or None
+    return None
+
+
+def _unique_relative(rel: Path, path: Path, taken: set[str]) -> Path:
+    """``rel``, or a variant of it, that no earlier item uses (a.jpg and a.png share "a")."""
+    suffix = path.suffix.lstrip(".").lower()
+    candidates = itertools.chain(
+        [rel],
+        [rel.with_name(f"{rel.name}_{suffix}")] if suffix else [],
+        (rel.with_name(f"{rel.name}_{n}") for n in itertools.count(2)),
+    )
+    # casefold: on case-insensitive file systems "A" and "a" are the same output.
+    candidate = next(c for c in candidates if c.as_posix().casefold() not in taken)
+    taken.add(candidate.as_posix().casefold())
+    if candidate != rel:
+        logger.warning("%s: output name %s is taken; using %s", path, rel, candidate)
+    return candidate
+
+
+def _items(pairs: Iterable[tuple[Path, Path]], seen: set[Path], taken: set[str]) -> list[InputItem]:
+    items: list[InputItem] = []
+    for path, rel in pairs:
+        key = path.resolve()
+        if key in seen:
+            continue
+        seen.add(key)
+        relative = _unique_relative(rel, path, taken)
+        items.append(InputItem(source=str(path), path=path, stem=relative.name, relative=relative))
+    return items
+
+
+def expand_inputs(
+    specs: Sequence[str], *, recursive: bool = False
+) -> tuple[list[InputItem], list[InputError]]:
+    """Expand ``specs`` in order; return the items and one error per spec that failed.
+
+    A spec is a file, a folder (its image files by extension, sorted; subfolders only when
+    ``recursive``), a glob pattern (``**`` spans folders only when ``recursive``) or ``-`` for
+    stdin, which may appear once. A file listed twice, directly or through different specs,
+    is kept once, at its first position.
+    """
+    items: list[InputItem] = []
+    errors: list[InputError] = []
+    seen: set[Path] = set()
+    taken: set[str] = set()
+    stdin_used = False
+    for spec in specs:
+        if spec == STDIN_SPEC:
+            if stdin_used:
+                errors.append(InputError("stdin can be read only once", source=STDIN_SOURCE))
+                continue
+            stdin_used = True
+            relative = _unique_relative(Path(STDIN_STEM), Path(STDIN_STEM), taken)
+            items.append(InputItem(STDIN_SOURCE, None, relative.name, relative))
+            continue
+        pairs = _expand_spec(spec, recursive, errors)
+        if pairs is None:
+            if _GLOB_MAGIC.search(spec):
+                errors.append(InputNotFoundError("no files match the pattern", source=spec))
+            else:
+                errors.append(InputNotFoundError("no such file or folder", source=spec))
+            continue
+        items.extend(_items(pairs, seen, taken))
+    return items, errors

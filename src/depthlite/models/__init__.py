@@ -1,0 +1,1 @@
+"""PyTorch networks and the tools around them (needs the ``torch`` extra)."""

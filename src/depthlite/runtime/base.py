@@ -1,0 +1,118 @@
+"""The abstract backend: one loaded model file, one method to run it.
+
+Backends know nothing about images; they take the preprocessed float32 NCHW tensor and return
+the raw network output. Each runtime lives in its own module and is imported only when used, so
+``import depthlite`` never pays for (or requires) torch or openvino.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from depthlite.errors import BackendUnavailableError
+from depthlite.specs import BACKENDS, ModelSpec, check_choice
+
+__all__ = [
+    "NORMALIZES_INSIDE_KEY",
+    "Backend",
+    "ModelFormat",
+    "default_threads",
+    "load_backend_class",
+]
+
+# ONNX metadata key our converter writes; files without it are taken to be in the official layout.
+NORMALIZES_INSIDE_KEY = "depthlite.normalizes_inside"
+
+# backend name -> "module:Class"; the names themselves come from specs.BACKENDS.
+_IMPLEMENTATIONS = {
+    "onnxruntime": "depthlite.runtime.onnx:OnnxRuntimeBackend",
+    "torch": "depthlite.runtime.torch:TorchBackend",
+}
+
+
+@dataclass(frozen=True)
+class ModelFormat:
+    """What a loaded model file expects, read from the file itself."""
+
+    # (height, width) when the file only accepts one size (the official ONNX export: 256x256).
+    fixed_size: tuple[int, int] | None
+    # True when the graph applies the ImageNet normalisation itself (the official ONNX export).
+    normalizes_inside: bool
+
+
+def default_threads() -> int:
+    """Intra-op threads: ``OMP_NUM_THREADS`` if set, else the physical core count.
+
+    Hyper-threads share one core's vector units, so more threads than physical cores slows
+    convolution-heavy networks down on most CPUs.
+    """
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return _physical_cores()
+
+
+def _physical_cores() -> int:
+    """Physical cores we may run on; falls back to the logical count where unknown."""
+    try:
+        logical = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        logical = os.cpu_count() or 1
+    pairs: set[tuple[str, str]] = set()
+    physical = ""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                # Each logical CPU lists "physical id" then "core id"; the pair names a core.
+                if line.startswith("physical id"):
+                    physical = line.split(":", 1)[1].strip()
+                elif line.startswith("core id"):
+                    pairs.add((physical, line.split(":", 1)[1].strip()))
+    except OSError:
+        return logical
+    return max(1, min(len(pairs), logical)) if pairs else logical
+
+
+class Backend(ABC):
+    """A model file loaded into one runtime session, safe to ``run`` from many threads."""
+
+    name: ClassVar[str]
+
+    def __init__(self, model_path: Path, spec: ModelSpec, threads: int | None = None) -> None:
+        self.model_path = Path(model_path)
+        self.spec = spec
+        self.threads = threads if threads and threads > 0 else default_threads()
+
+    @property
+    @abstractmethod
+    def model_format(self) -> ModelFormat:
+        """What the loaded file expects as input."""
+
+    @abstractmethod
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """float32 (1, 3, h, w) -> float32 (1, h, w) raw network output."""
+
+    def close(self) -> None:  # noqa: B027 (optional hook; most runtimes free on GC)
+        """Release the session early; the backend must not be used afterwards."""
+
+
+def load_backend_class(name: str) -> type[Backend]:
+    """Import a backend's module only now, translating a missing runtime into a typed error."""
+    check_choice("backend", name, BACKENDS)
+    module_name, _, class_name = _IMPLEMENTATIONS[name].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"backend {name!r} needs a package that is not installed ({exc.name}); "
+            f"install it with: pip install 'depthlite[{name}]'"
+        ) from exc
+    cls: type[Backend] = getattr(module, class_name)
+    return cls

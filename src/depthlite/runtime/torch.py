@@ -1,0 +1,43 @@
+"""PyTorch backend: the reference, computing exactly as the original code (eager, ``no_grad``)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from depthlite.models.checkpoint import load_state_dict
+from depthlite.models.midas_small import build_model
+from depthlite.runtime.base import Backend, ModelFormat
+from depthlite.specs import ModelSpec
+
+__all__ = ["TorchBackend"]
+
+logger = logging.getLogger(__name__)
+
+_THREADS_LOCK = threading.Lock()
+
+
+class TorchBackend(Backend):
+    """The plain ``torch.nn`` network loaded from an official-layout checkpoint."""
+
+    name = "torch"
+
+    def __init__(self, model_path: Path, spec: ModelSpec, threads: int | None = None) -> None:
+        super().__init__(model_path, spec, threads)
+        with _THREADS_LOCK:
+            # torch's thread pool is process-wide: the last backend created sets it.
+            torch.set_num_threads(self.threads)
+        self._model = build_model(spec.architecture, load_state_dict(self.model_path))
+
+    @property
+    def model_format(self) -> ModelFormat:
+        return ModelFormat(fixed_size=None, normalizes_inside=False)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            out = self._model(torch.from_numpy(x))
+        return out.numpy().astype(np.float32, copy=False)

@@ -1,0 +1,112 @@
+"""Shared fixtures: a synthetic official-layout checkpoint and its conversions, made once.
+
+Official weights cannot be downloaded in CI; the conformance data was produced by the original
+MiDaS code with the same deterministic weights these fixtures generate.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest_plugins = ["httpserver"]  # the local HTTP server fixture for download tests
+
+DATA = Path(__file__).parent / "data"
+MODEL = "midas_v21_small_256"
+# |ours - reference| allowed, as a fraction of the reference's range (conformance README).
+TOLERANCE = 1e-4
+
+
+def rel_error(got: np.ndarray, expected: np.ndarray) -> float:
+    """Largest absolute difference as a fraction of the expected output's range."""
+    assert got.shape == expected.shape, (got.shape, expected.shape)
+    return float(np.max(np.abs(got.astype(np.float64) - expected))) / float(np.ptp(expected))
+
+
+def test_image(seed: int, height: int, width: int) -> np.ndarray:
+    """The conformance recipe for a test image: uniform random RGB uint8."""
+    return np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+
+
+test_image.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never touch the user's cache or the network: every test gets its own empty cache."""
+    monkeypatch.setenv("DEPTHLITE_HOME", str(tmp_path_factory.mktemp("home")))
+    monkeypatch.setenv("DEPTHLITE_OFFLINE", "1")
+    monkeypatch.delenv("DEPTHLITE_MODEL_MIRROR", raising=False)
+
+
+@pytest.fixture(scope="session")
+def pipeline_reference() -> dict[str, np.ndarray]:
+    with np.load(DATA / f"{MODEL}_pipeline_seed10_480x640.npz") as data:
+        return dict(data)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic checkpoint in the official key layout."""
+    from depthlite.models.synthetic import synthetic_checkpoint
+
+    return synthetic_checkpoint(tmp_path_factory.mktemp("ckpt") / "midas_v21_small_256.pt")
+
+
+@pytest.fixture(scope="session")
+def converted_onnx(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic checkpoint converted by our converter (dynamic H, W)."""
+    from depthlite.models.convert import convert_checkpoint
+    from depthlite.specs import get_spec
+
+    out = tmp_path_factory.mktemp("onnx") / "converted.onnx"
+    return convert_checkpoint(checkpoint, out, get_spec(MODEL))
+
+
+@pytest.fixture(scope="session")
+def official_style_onnx(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ONNX file laid out like the official ``model-small.onnx``.
+
+    Fixed 1x3x256x256 input, RGB in [0, 1], ImageNet normalisation inside the graph, no
+    depthlite metadata. (The official file is opset 9 with its upsampling switched to
+    align_corners=False; opset 9 cannot express align_corners=True, so this one is opset 11 and
+    keeps the network exact: the tests are about the layout, not about that export's drift.)
+    """
+    import torch
+
+    from depthlite.models.checkpoint import load_state_dict
+    from depthlite.models.midas_small import build_model
+    from depthlite.specs import get_spec
+
+    spec = get_spec(MODEL)
+    net = build_model(spec.architecture, load_state_dict(checkpoint))
+    net.set_static_padding(True)
+
+    class WithNormalisation(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+            self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net((x - self.mean) / self.std)
+
+    out = tmp_path_factory.mktemp("official") / "model-small.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
+        torch.onnx.export(
+            WithNormalisation().eval(),
+            (torch.zeros(1, 3, 256, 256),),
+            str(out),
+            input_names=["input.1"],  # names unlike ours: the backend must read them
+            output_names=["depth.out"],
+            opset_version=11,
+            dynamo=False,
+        )
+    return out

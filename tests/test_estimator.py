@@ -1,0 +1,179 @@
+"""DepthEstimator end to end: conformance on every path, threads, torch-free runtime."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import MODEL, TOLERANCE, rel_error, test_image
+from depthlite import DepthEstimator, DepthResult
+from depthlite.errors import (
+    BackendUnavailableError,
+    InputNotFoundError,
+    InvalidOptionError,
+    OfflineError,
+    UnknownModelError,
+)
+
+
+@pytest.fixture(scope="module")
+def onnx_estimator(converted_onnx: Path) -> DepthEstimator:
+    return DepthEstimator(weights=converted_onnx, threads=2)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_pipeline_matches_the_original(
+    backend: str, checkpoint: Path, converted_onnx: Path, pipeline_reference: dict[str, np.ndarray]
+) -> None:
+    weights = converted_onnx if backend == "onnxruntime" else checkpoint
+    result = DepthEstimator(backend=backend, weights=weights).predict(test_image(10, 480, 640))
+    assert isinstance(result, DepthResult)
+    assert result.depth.shape == (480, 640) and result.depth.dtype == np.float32
+    assert result.network_output.shape == (192, 256)
+    assert rel_error(result.network_output, pipeline_reference["network_output"][0]) <= TOLERANCE
+    assert rel_error(result.depth, pipeline_reference["depth"]) <= TOLERANCE
+    assert set(result.timings) == {"decode", "preprocess", "inference", "postprocess"}
+    assert all(v >= 0 for v in result.timings.values())
+
+
+def test_colour_output_agrees_with_the_official_write_depth(
+    onnx_estimator: DepthEstimator, pipeline_reference: dict[str, np.ndarray]
+) -> None:
+    from depthlite.imageio import to_png16
+
+    result = onnx_estimator.predict(test_image(10, 480, 640))
+    # 1e-4 of the range is 6.5 steps of 65535.
+    diff = np.abs(to_png16(result.depth).astype(np.int64) - pipeline_reference["png16"])
+    assert diff.max() <= 7
+    assert result.colorize().shape == (480, 640, 3)
+
+
+def test_inputs_of_every_kind_give_the_same_depth(
+    onnx_estimator: DepthEstimator, tmp_path: Path
+) -> None:
+    import cv2
+    from PIL import Image
+
+    img = test_image(5, 120, 200)
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), img[..., ::-1])
+    expected = onnx_estimator.predict(img).depth
+    for source in (path, str(path), path.read_bytes(), Image.fromarray(img)):
+        assert np.array_equal(onnx_estimator.predict(source).depth, expected)
+
+
+def test_official_onnx_layout_uses_square_input_without_normalising(
+    official_style_onnx: Path, checkpoint: Path
+) -> None:
+    img = test_image(11, 300, 500)
+    official = DepthEstimator(weights=official_style_onnx, resize="keep_aspect")
+    reference = DepthEstimator(backend="torch", weights=checkpoint, resize="square")
+    got, expected = official.predict(img), reference.predict(img)
+    assert official.input_policy().resize == "square"
+    assert got.network_output.shape == (256, 256)
+    assert got.resize == "square"
+    assert rel_error(got.depth, expected.depth) <= TOLERANCE
+
+
+def test_many_threads_share_one_estimator(converted_onnx: Path) -> None:
+    est = DepthEstimator(weights=converted_onnx)
+    images = [test_image(seed, 96 + 32 * (seed % 3), 128) for seed in range(6)]
+    expected = [DepthEstimator(weights=converted_onnx).predict(img).depth for img in images]
+    results: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(12)
+
+    def work(i: int) -> None:
+        try:
+            start.wait()
+            results[i] = est.predict(images[i % 6]).depth
+        except BaseException as exc:  # collected and re-raised in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i in range(12):
+        np.testing.assert_allclose(results[i], expected[i % 6], rtol=0, atol=1e-5)
+
+
+def test_session_is_created_once_under_concurrency(
+    converted_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from depthlite.runtime import onnx as onnx_backend
+
+    created: list[int] = []
+    real_init = onnx_backend.OnnxRuntimeBackend.__init__
+
+    def counting_init(self: object, *args: object, **kwargs: object) -> None:
+        created.append(1)
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(onnx_backend.OnnxRuntimeBackend, "__init__", counting_init)
+    est = DepthEstimator(weights=converted_onnx)
+    threads = [threading.Thread(target=est.load) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(created) == 1
+
+
+def test_predicting_with_onnx_never_imports_torch(converted_onnx: Path) -> None:
+    code = (
+        "import sys, numpy as np\n"
+        "from depthlite import DepthEstimator\n"
+        f"est = DepthEstimator(weights={str(converted_onnx)!r})\n"
+        "res = est.predict(np.zeros((64, 64, 3), np.uint8))\n"
+        "assert res.depth.shape == (64, 64)\n"
+        "bad = [m for m in ('torch', 'onnx', 'openvino') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_bad_options_are_typed_errors() -> None:
+    with pytest.raises(UnknownModelError, match=MODEL):
+        DepthEstimator("midas_huge")
+    with pytest.raises(InvalidOptionError, match="onnxruntime"):
+        DepthEstimator(backend="tensorrt")
+    with pytest.raises(InvalidOptionError, match="fp32"):
+        DepthEstimator(precision="fp8")
+    with pytest.raises(InvalidOptionError, match="keep_aspect"):
+        DepthEstimator(resize="stretch")
+
+
+def test_alias_names_resolve() -> None:
+    assert DepthEstimator("MiDaS_small").spec.name == MODEL
+
+
+def test_missing_weights_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(InputNotFoundError, match=r"nope\.onnx"):
+        DepthEstimator(weights=tmp_path / "nope.onnx").load()
+
+
+def test_offline_without_cache_explains_what_to_do() -> None:
+    with pytest.raises(OfflineError) as info:
+        DepthEstimator().load()
+    message = str(info.value)
+    assert (
+        "--weights" in message and "https://github.com/isl-org/MiDaS/releases/download" in message
+    )
+
+
+def test_checkpoint_without_torch_is_a_clear_error(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from depthlite import modelfiles
+
+    monkeypatch.setattr(modelfiles, "torch_available", lambda: False)
+    with pytest.raises(BackendUnavailableError, match=r"depthlite\[torch\]"):
+        DepthEstimator(weights=checkpoint).load()

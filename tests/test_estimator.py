@@ -177,3 +177,33 @@ def test_checkpoint_without_torch_is_a_clear_error(
     monkeypatch.setattr(modelfiles, "torch_available", lambda: False)
     with pytest.raises(BackendUnavailableError, match=r"depthlite\[torch\]"):
         DepthEstimator(weights=checkpoint).load()
+
+
+def test_optimised_model_is_cached_per_machine_and_changes_nothing(
+    converted_onnx: Path, official_style_onnx: Path
+) -> None:
+    from depthlite.runtime.onnx import optimized_model_path
+
+    for weights in (converted_onnx, official_style_onnx):
+        cached = optimized_model_path(weights)
+        assert not cached.exists()
+        first = DepthEstimator(weights=weights)
+        img = test_image(7, 100, 180)
+        expected = first.predict(img)
+        assert cached.is_file()
+        again = DepthEstimator(weights=weights)  # loads the optimised file, no re-optimising
+        got = again.predict(img)
+        np.testing.assert_array_equal(got.depth, expected.depth)
+        assert again.load().model_format == first.load().model_format
+        assert list(cached.parent.glob("*.part*")) == []
+
+
+def test_damaged_optimised_model_is_rebuilt(converted_onnx: Path) -> None:
+    from depthlite.runtime.onnx import optimized_model_path
+
+    cached = optimized_model_path(converted_onnx)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(b"garbage")
+    result = DepthEstimator(weights=converted_onnx).predict(test_image(8, 64, 64))
+    assert result.depth.shape == (64, 64)
+    assert cached.stat().st_size > 1_000_000

@@ -68,7 +68,8 @@ def preprocess(image: np.ndarray, policy: InputPolicy) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] != 3:
         raise InputError(f"expected an RGB image of shape (H, W, 3), got {image.shape}")
     scale = 65535.0 if image.dtype == np.uint16 else 255.0
-    img = image.astype(np.float64) / scale
+    img = image.astype(np.float64)
+    img /= scale  # in place: a 1080p float64 copy is 50 MB; do not make two
     h, w = network_size(
         image.shape[0], image.shape[1], policy.size, policy.multiple_of, policy.resize
     )

@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("model", nargs="?", default=DEFAULT_MODEL, help=f"default {DEFAULT_MODEL}")
     p.add_argument("--official-onnx", action="store_true", help="also fetch the official ONNX file")
+    p.add_argument("--force", action="store_true", help="download again even if cached")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run_download)
 
@@ -58,10 +59,10 @@ def run_models(args: argparse.Namespace) -> int:
 
 def run_download(args: argparse.Namespace) -> int:
     spec = get_spec(args.model)
-    path = hub.resolve_checkpoint(spec, progress=not args.quiet)
-    print(path)
+    progress = not args.quiet
+    print(hub.resolve_checkpoint(spec, progress=progress, force=args.force))
     if args.official_onnx:
-        print(hub.resolve_official_onnx(spec, progress=not args.quiet))
+        print(hub.resolve_official_onnx(spec, progress=progress, force=args.force))
     return EXIT_OK
 
 

@@ -2,32 +2,113 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import platform
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+from depthlite import hub
 from depthlite.errors import BackendUnavailableError
 from depthlite.runtime.base import NORMALIZES_INSIDE_KEY, Backend, ModelFormat
 from depthlite.specs import ModelSpec
 
-__all__ = ["OnnxRuntimeBackend"]
+__all__ = ["OnnxRuntimeBackend", "optimized_model_path"]
 
 logger = logging.getLogger(__name__)
 
+OPTIMIZED_DIR = "optimized"
 
-def _session_options(threads: int) -> ort.SessionOptions:
+
+def _session_options(threads: int, *, preoptimized: bool) -> ort.SessionOptions:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     # One graph, run op after op: inter-op parallelism only adds thread hand-offs here.
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # ENABLE_ALL adds the NCHWc layout transforms: about 1.5x faster than BASIC or EXTENDED
+    # on this network (docs/benchmarks.md). A file saved after those passes is loaded without
+    # optimising again: the same speed, without holding both weight layouts at load time.
+    opts.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        if preoptimized
+        else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    )
     # Inputs change shape with the aspect ratio; memory patterns are planned per shape and
     # would be re-planned (and kept) for each, so they cost memory without saving time.
     opts.enable_mem_pattern = False
     return opts
+
+
+def _cpu_signature() -> str:
+    """What the NCHWc transforms depend on: the CPU model and its instruction-set flags."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            lines = [ln for ln in f if ln.startswith(("model name", "flags"))]
+        return "".join(sorted(set(lines)))
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}"
+
+
+def optimized_model_path(model_path: Path) -> Path:
+    """Cache path of ``model_path`` optimised by this ONNX Runtime on this CPU.
+
+    ONNX Runtime warns that a model saved after its ENABLE_ALL passes is hardware specific, so
+    the key covers the source file, the runtime version and the CPU.
+    """
+    stat = model_path.stat()
+    key = "\n".join(
+        (
+            str(model_path.resolve()),
+            str(stat.st_size),
+            str(stat.st_mtime_ns),
+            ort.__version__,
+            _cpu_signature(),
+        )
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return hub.cache_dir() / OPTIMIZED_DIR / f"{model_path.stem}-{digest}.onnx"
+
+
+def _create_session(
+    path: Path, threads: int, *, preoptimized: bool, save_to: Path | None = None
+) -> ort.InferenceSession:
+    opts = _session_options(threads, preoptimized=preoptimized)
+    if save_to is not None:
+        opts.optimized_model_filepath = str(save_to)
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def _load_optimized(model_path: Path, threads: int) -> ort.InferenceSession:
+    """Load the cached optimised file, creating it (atomically) on first use."""
+    target = optimized_model_path(model_path)
+    if target.is_file():
+        try:
+            return _create_session(target, threads, preoptimized=True)
+        except Exception:  # a damaged cache entry: drop it and rebuild it below
+            logger.warning("ignoring damaged optimised model %s", target)
+            target.unlink(missing_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=target.stem, suffix=".part.onnx")
+        os.close(fd)
+    except OSError as exc:  # read-only cache: run without saving
+        logger.debug("cannot cache the optimised model (%s); optimising in memory", exc)
+        return _create_session(model_path, threads, preoptimized=False)
+    tmp = Path(tmp_name)
+    try:
+        # Optimise, save, and let that session go: it holds both weight layouts (about 100 MB
+        # more than the saved file needs), so the first run would peak higher than later ones.
+        optimizing = _create_session(model_path, threads, preoptimized=False, save_to=tmp)
+        del optimizing
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _create_session(target, threads, preoptimized=True)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -38,11 +119,7 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, model_path: Path, spec: ModelSpec, threads: int | None = None) -> None:
         super().__init__(model_path, spec, threads)
         try:
-            self._session = ort.InferenceSession(
-                str(self.model_path),
-                sess_options=_session_options(self.threads),
-                providers=["CPUExecutionProvider"],
-            )
+            self._session = _load_optimized(self.model_path, self.threads)
         except Exception as exc:  # ORT raises its own untyped errors for bad files
             raise BackendUnavailableError(
                 f"ONNX Runtime cannot load {self.model_path}: {exc}; delete the file to "

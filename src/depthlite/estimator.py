@@ -22,9 +22,9 @@ from depthlite.specs import (
     DEFAULT_MODEL,
     DEFAULT_PRECISION,
     DEFAULT_RESIZE,
-    PRECISIONS,
     RESIZE_MODES,
     check_choice,
+    check_precision,
     get_spec,
 )
 from depthlite.transforms import InputPolicy, postprocess, preprocess
@@ -87,7 +87,7 @@ class DepthEstimator:
     ) -> None:
         self.spec = get_spec(model)
         self.backend_name = check_choice("backend", backend, BACKENDS)
-        self.precision = check_choice("precision", precision, PRECISIONS)
+        self.precision = check_precision(self.backend_name, precision)
         self.resize = check_choice("resize", resize, RESIZE_MODES)
         self.threads = threads
         self.weights = weights
@@ -122,11 +122,12 @@ class DepthEstimator:
                 self._model_file = resolve_model_file(
                     self.spec,
                     self.backend_name,
+                    self.precision,
                     weights=self.weights,
                     offline=self.offline,
                     progress=self.progress,
                 )
-                self._backend = cls(self._model_file.path, self.spec, self.threads)
+                self._backend = cls(self._model_file.path, self.spec, self.threads, self.precision)
                 logger.info("loaded %s from %s", self, self._model_file.path)
             return self._backend
 

@@ -30,6 +30,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CONVERTED_DIR = "converted"
+QUANTIZED_DIR = "quantized"
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,37 @@ def _warn_official_onnx(model: str) -> None:
     )
 
 
+def quantized_path(spec: ModelSpec, source: Path, calibration: str) -> Path:
+    """Cache path of the INT8 model made from ``source``, keyed by its content and calibration."""
+    sha = hub.pinned_sha256(source) or hub.file_sha256(source)
+    return hub.model_dir(spec) / QUANTIZED_DIR / f"{source.stem}-{sha[:12]}-int8-{calibration}.onnx"
+
+
+def ensure_quantized(
+    spec: ModelSpec, source: Path, *, calibration: Path | None = None, force: bool = False
+) -> Path:
+    """The cached INT8 model of an FP32 ONNX file, quantizing it first when missing."""
+    from depthlite.models import quantize
+
+    target = quantized_path(spec, source, quantize.calibration_id(calibration))
+    if target.exists() and not force:
+        return target
+    photos = (
+        quantize.load_photos(calibration)
+        if calibration is not None
+        else quantize.sample_photos(quantize.CALIBRATION_PHOTOS)
+    )
+    logger.info("quantizing %s to INT8 (once; cached as %s)", source.name, target)
+    return quantize.quantize_model(source, target, spec, photos)
+
+
+def _is_int8(path: Path) -> bool:
+    """Whether a user's --weights file is already quantized (ours say so in their metadata)."""
+    from depthlite.runtime.onnx import inspect_model
+
+    return inspect_model(path)[1].precision == "int8"
+
+
 def _user_file(weights: str | Path) -> Path:
     path = Path(weights).expanduser()
     if not path.is_file():
@@ -89,12 +121,20 @@ def _user_file(weights: str | Path) -> Path:
 def resolve_model_file(
     spec: ModelSpec,
     backend: str,
+    precision: str = "fp32",
     *,
     weights: str | Path | None = None,
     offline: bool | None = None,
     progress: bool = True,
 ) -> ModelFile:
-    """Pick (and fetch or convert when needed) the file ``backend`` should load."""
+    """Pick (and fetch, convert or quantize when needed) the file ``backend`` should load."""
+    if precision == "int8":
+        fp32 = resolve_model_file(
+            spec, backend, weights=weights, offline=offline, progress=progress
+        )
+        if fp32.origin == "user" and _is_int8(fp32.path):
+            return fp32
+        return ModelFile(ensure_quantized(spec, fp32.path), "quantized")
     if backend == "torch":
         if weights is not None:
             return ModelFile(_user_file(weights), "user")

@@ -13,6 +13,7 @@ from depthlite.errors import InvalidOptionError, UnknownModelError
 
 __all__ = [
     "BACKENDS",
+    "BACKEND_PRECISIONS",
     "DEFAULT_BACKEND",
     "DEFAULT_MODEL",
     "DEFAULT_PRECISION",
@@ -24,6 +25,7 @@ __all__ = [
     "ModelSpec",
     "available_models",
     "check_choice",
+    "check_precision",
     "get_spec",
 ]
 
@@ -33,8 +35,15 @@ ArtifactKind = Literal["checkpoint", "onnx"]
 
 # Option sets that the CLI, the server and the estimator all validate against.
 RESIZE_MODES: tuple[str, ...] = ("keep_aspect", "square")
-BACKENDS: tuple[str, ...] = ("onnxruntime", "torch")
-PRECISIONS: tuple[str, ...] = ("fp32",)
+BACKENDS: tuple[str, ...] = ("onnxruntime", "torch", "openvino")
+PRECISIONS: tuple[str, ...] = ("fp32", "int8", "bf16")
+# What each backend can run. fp32 is exact (conformance); int8 is the static QDQ model from
+# `depthlite quantize`; bf16 needs a CPU with native BF16 (AVX512_BF16 or AMX).
+BACKEND_PRECISIONS: dict[str, tuple[str, ...]] = {
+    "onnxruntime": ("fp32", "int8"),
+    "torch": ("fp32",),
+    "openvino": ("fp32", "bf16", "int8"),
+}
 DEFAULT_RESIZE = "keep_aspect"
 DEFAULT_BACKEND = "onnxruntime"
 DEFAULT_PRECISION = "fp32"
@@ -130,6 +139,18 @@ def get_spec(name: str) -> ModelSpec:
             return spec
     valid = ", ".join(available_models())
     raise UnknownModelError(f"unknown model {name!r}; known models: {valid}")
+
+
+def check_precision(backend: str, precision: str) -> str:
+    """Validate a precision for a backend, naming what that backend offers."""
+    check_choice("precision", precision, PRECISIONS)
+    allowed = BACKEND_PRECISIONS[check_choice("backend", backend, BACKENDS)]
+    if precision not in allowed:
+        raise InvalidOptionError(
+            f"backend {backend!r} does not run precision {precision!r}; "
+            f"it offers: {', '.join(allowed)}"
+        )
+    return precision
 
 
 def check_choice(option: str, value: str, choices: tuple[str, ...]) -> str:

@@ -1,1 +1,5 @@
-"""PyTorch networks and the tools around them (needs the ``torch`` extra)."""
+"""Networks and model-file tools.
+
+``midas_small``, ``checkpoint``, ``synthetic`` and ``convert`` need the ``torch`` extra;
+``quantize`` needs only ONNX Runtime and ``onnx`` (extra ``quantize``).
+"""

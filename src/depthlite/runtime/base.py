@@ -21,6 +21,7 @@ from depthlite.specs import BACKENDS, ModelSpec, check_choice
 
 __all__ = [
     "NORMALIZES_INSIDE_KEY",
+    "PRECISION_KEY",
     "Backend",
     "ModelFormat",
     "default_threads",
@@ -29,11 +30,13 @@ __all__ = [
 
 # ONNX metadata key our converter writes; files without it are taken to be in the official layout.
 NORMALIZES_INSIDE_KEY = "depthlite.normalizes_inside"
+PRECISION_KEY = "depthlite.precision"
 
 # backend name -> "module:Class"; the names themselves come from specs.BACKENDS.
 _IMPLEMENTATIONS = {
     "onnxruntime": "depthlite.runtime.onnx:OnnxRuntimeBackend",
     "torch": "depthlite.runtime.torch:TorchBackend",
+    "openvino": "depthlite.runtime.openvino:OpenVinoBackend",
 }
 
 
@@ -45,6 +48,8 @@ class ModelFormat:
     fixed_size: tuple[int, int] | None
     # True when the graph applies the ImageNet normalisation itself (the official ONNX export).
     normalizes_inside: bool
+    # "int8" for quantized files (from their metadata), else "fp32".
+    precision: str = "fp32"
 
 
 def default_threads() -> int:
@@ -85,9 +90,12 @@ class Backend(ABC):
 
     name: ClassVar[str]
 
-    def __init__(self, model_path: Path, spec: ModelSpec, threads: int | None = None) -> None:
+    def __init__(
+        self, model_path: Path, spec: ModelSpec, threads: int | None = None, precision: str = "fp32"
+    ) -> None:
         self.model_path = Path(model_path)
         self.spec = spec
+        self.precision = precision
         self.threads = threads if threads and threads > 0 else default_threads()
 
     @property

@@ -14,10 +14,10 @@ import onnxruntime as ort
 
 from depthlite import hub
 from depthlite.errors import BackendUnavailableError
-from depthlite.runtime.base import NORMALIZES_INSIDE_KEY, Backend, ModelFormat
+from depthlite.runtime.base import NORMALIZES_INSIDE_KEY, PRECISION_KEY, Backend, ModelFormat
 from depthlite.specs import ModelSpec
 
-__all__ = ["OnnxRuntimeBackend", "optimized_model_path"]
+__all__ = ["OnnxRuntimeBackend", "inspect_model", "optimized_model_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,8 @@ def _create_session(
     opts = _session_options(threads, preoptimized=preoptimized)
     if save_to is not None:
         opts.optimized_model_filepath = str(save_to)
+        # ORT warns that such a file is hardware specific; the cache key already covers that.
+        opts.log_severity_level = 3
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
@@ -111,13 +113,32 @@ def _load_optimized(model_path: Path, threads: int) -> ort.InferenceSession:
     return _create_session(target, threads, preoptimized=True)
 
 
+def _format_of(session: ort.InferenceSession) -> ModelFormat:
+    shape = session.get_inputs()[0].shape
+    height, width = shape[2], shape[3]
+    fixed = (height, width) if isinstance(height, int) and isinstance(width, int) else None
+    meta = session.get_modelmeta().custom_metadata_map
+    normalizes = meta.get(NORMALIZES_INSIDE_KEY, "true").lower() == "true"
+    return ModelFormat(fixed, normalizes, meta.get(PRECISION_KEY, "fp32"))
+
+
+def inspect_model(path: Path) -> tuple[str, ModelFormat]:
+    """Input name and layout of an ONNX file, without optimising it."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return session.get_inputs()[0].name, _format_of(session)
+
+
 class OnnxRuntimeBackend(Backend):
     """One ``InferenceSession``; ``run`` is thread-safe (ONNX Runtime guarantees it)."""
 
     name = "onnxruntime"
 
-    def __init__(self, model_path: Path, spec: ModelSpec, threads: int | None = None) -> None:
-        super().__init__(model_path, spec, threads)
+    def __init__(
+        self, model_path: Path, spec: ModelSpec, threads: int | None = None, precision: str = "fp32"
+    ) -> None:
+        super().__init__(model_path, spec, threads, precision)
         try:
             self._session = _load_optimized(self.model_path, self.threads)
         except Exception as exc:  # ORT raises its own untyped errors for bad files
@@ -134,15 +155,8 @@ class OnnxRuntimeBackend(Backend):
             )
         self._input_name = inputs[0].name
         self._output_name = outputs[0].name
-        self._format = self._read_format(inputs[0].shape)
+        self._format = _format_of(self._session)
         logger.debug("loaded %s with %d threads: %s", self.model_path, self.threads, self._format)
-
-    def _read_format(self, shape: list[object]) -> ModelFormat:
-        height, width = shape[2], shape[3]
-        fixed = (height, width) if isinstance(height, int) and isinstance(width, int) else None
-        meta = self._session.get_modelmeta().custom_metadata_map
-        normalizes = meta.get(NORMALIZES_INSIDE_KEY, "true").lower() == "true"
-        return ModelFormat(fixed_size=fixed, normalizes_inside=normalizes)
 
     @property
     def model_format(self) -> ModelFormat:

@@ -26,8 +26,10 @@ class TorchBackend(Backend):
 
     name = "torch"
 
-    def __init__(self, model_path: Path, spec: ModelSpec, threads: int | None = None) -> None:
-        super().__init__(model_path, spec, threads)
+    def __init__(
+        self, model_path: Path, spec: ModelSpec, threads: int | None = None, precision: str = "fp32"
+    ) -> None:
+        super().__init__(model_path, spec, threads, precision)
         with _THREADS_LOCK:
             # torch's thread pool is process-wide: the last backend created sets it.
             torch.set_num_threads(self.threads)

@@ -1,0 +1,197 @@
+"""FP32 ONNX -> static INT8 (QDQ, per-channel weights), calibrated on natural photos.
+
+The default photos come from scikit-image's bundled data (no download): four for calibration
+and two others, never seen by the calibrator, to report agreement with FP32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from depthlite.errors import BackendUnavailableError, ConversionError, InputNotFoundError
+from depthlite.imageio import expand_inputs, load_image
+from depthlite.metrics import Agreement, agreement
+from depthlite.runtime.base import PRECISION_KEY, ModelFormat
+from depthlite.specs import ModelSpec
+from depthlite.transforms import InputPolicy, preprocess
+
+__all__ = [
+    "CALIBRATION_PHOTOS",
+    "EVALUATION_PHOTOS",
+    "Photo",
+    "calibration_id",
+    "evaluate_agreement",
+    "load_photos",
+    "quantize_model",
+    "sample_photos",
+]
+
+logger = logging.getLogger(__name__)
+
+CALIBRATION_PHOTOS = ("astronaut", "chelsea", "coffee", "camera")
+EVALUATION_PHOTOS = ("rocket", "motorcycle_left")
+DEFAULT_CALIBRATION = "default"
+
+
+@dataclass(frozen=True)
+class Photo:
+    name: str
+    rgb: np.ndarray
+
+
+def _skimage_loaders() -> dict[str, Callable[[], np.ndarray]]:
+    try:
+        from skimage import data
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "the default calibration photos come from scikit-image: pip install "
+            "'depthlite[quantize]', or pass --calibration DIR with a few of your own photos"
+        ) from exc
+    return {
+        "astronaut": data.astronaut,
+        "chelsea": data.chelsea,
+        "coffee": data.coffee,
+        "camera": data.camera,
+        "rocket": data.rocket,
+        "motorcycle_left": lambda: data.stereo_motorcycle()[0],
+    }
+
+
+def sample_photos(names: Sequence[str]) -> list[Photo]:
+    """scikit-image's bundled photos by name, as RGB uint8."""
+    loaders = _skimage_loaders()
+    photos = []
+    for name in names:
+        rgb = np.asarray(loaders[name]())
+        if rgb.ndim == 2:
+            rgb = np.repeat(rgb[..., None], 3, axis=2)
+        photos.append(Photo(name, np.ascontiguousarray(rgb[..., :3])))
+    return photos
+
+
+def load_photos(folder: Path) -> list[Photo]:
+    """The images of a user's calibration folder (unreadable files are skipped, with a log)."""
+    items, errors = expand_inputs([str(folder)])
+    for error in errors:
+        raise InputNotFoundError(f"no calibration images: {error}", str(folder))
+    photos = []
+    for item in items:
+        try:
+            photos.append(Photo(item.stem, load_image(item.path or "")))
+        except Exception as exc:  # one bad file must not stop the calibration
+            logger.warning("skipping calibration image %s: %s", item.source, exc)
+    if not photos:
+        raise InputNotFoundError("no readable images to calibrate on", str(folder))
+    return photos
+
+
+def calibration_id(folder: Path | None) -> str:
+    """A short key of the calibration set, part of the cached file's name."""
+    if folder is None:
+        return DEFAULT_CALIBRATION
+    items, _ = expand_inputs([str(folder)])
+    digest = hashlib.sha256()
+    for item in sorted(items, key=lambda i: str(i.path)):
+        digest.update(str(item.relative).encode())
+        digest.update(Path(item.path or "").read_bytes())
+    return digest.hexdigest()[:8]
+
+
+def _network_inputs(photos: Sequence[Photo], spec: ModelSpec, fmt: ModelFormat) -> list[np.ndarray]:
+    # Both resize modes for dynamic models: activations differ a little with the input size.
+    modes = ("square",) if fmt.fixed_size else ("keep_aspect", "square")
+    normalize = not fmt.normalizes_inside
+    return [
+        preprocess(photo.rgb, InputPolicy.for_spec(spec, mode, normalize=normalize))
+        for photo in photos
+        for mode in modes
+    ]
+
+
+def _reader(input_name: str, tensors: list[np.ndarray]) -> object:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it: Iterator[np.ndarray] = iter(tensors)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            tensor = next(self._it, None)
+            return None if tensor is None else {input_name: tensor}
+
+    return Reader()
+
+
+def quantize_model(source: Path, output: Path, spec: ModelSpec, photos: Sequence[Photo]) -> Path:
+    """Write the static INT8 QDQ model of ``source`` to ``output`` (atomically)."""
+    try:
+        from onnxruntime.quantization import (
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"quantizing needs the onnx package ({exc.name}): pip install 'depthlite[quantize]'"
+        ) from exc
+    from depthlite.runtime.onnx import inspect_model
+
+    input_name, fmt = inspect_model(source)
+    tensors = _network_inputs(photos, spec, fmt)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
+        prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
+        try:
+            # Symbolic shape inference cannot follow the dynamic resizes; ONNX's own can.
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+            quantize_static(
+                str(prepared),
+                str(quantized),
+                _reader(input_name, tensors),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+        except Exception as exc:
+            raise ConversionError(f"quantizing {source} failed: {exc}") from exc
+        _copy_metadata(source, quantized)
+        os.replace(quantized, output)
+    logger.info("quantized %s -> %s on %d photos", source.name, output, len(photos))
+    return output
+
+
+def _copy_metadata(source: Path, target: Path) -> None:
+    """Carry the source's layout metadata over: the quantizer drops custom properties."""
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(source), load_external_data=False).metadata_props}
+    model = onnx.load(str(target))
+    known = {p.key for p in model.metadata_props}
+    for key, value in meta.items():
+        if key not in known:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+    entry = model.metadata_props.add()
+    entry.key, entry.value = PRECISION_KEY, "int8"
+    onnx.save(model, str(target))
+
+
+def evaluate_agreement(
+    reference: Callable[[np.ndarray], np.ndarray],
+    candidate: Callable[[np.ndarray], np.ndarray],
+    photos: Sequence[Photo],
+) -> dict[str, Agreement]:
+    """Per photo: the candidate's depth against the reference's, after scale-and-shift."""
+    return {photo.name: agreement(candidate(photo.rgb), reference(photo.rgb)) for photo in photos}

@@ -7,13 +7,13 @@ import sys
 from collections.abc import Sequence
 
 from depthlite._version import __version__
-from depthlite.cli import manage, predict
+from depthlite.cli import bench, manage, predict
 from depthlite.cli.common import configure_logging, error
 from depthlite.errors import DepthliteError
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (predict, manage)
+_COMMANDS = (predict, manage, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,97 @@
+"""One bench configuration, measured in this process; prints one JSON object on stdout.
+
+python -m depthlite.bench.worker '{"backend": "onnxruntime", ...}'
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from depthlite.bench.stats import peak_rss_mb, throughput, time_calls
+
+__all__ = ["WorkerConfig", "measure"]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    backend: str
+    precision: str
+    resize: str
+    weights: str
+    image: str
+    threads: int
+    repeats: int
+    callers: int
+    baseline: bool = False  # the seed's way: torch eager, no_grad, network only
+
+
+def _measure_baseline(cfg: WorkerConfig) -> dict[str, Any]:
+    import torch
+
+    from depthlite.models.checkpoint import load_state_dict
+    from depthlite.models.midas_small import build_model
+
+    torch.set_num_threads(cfg.threads)
+    model = build_model("midas_small", load_state_dict(Path(cfg.weights)))
+    x = torch.from_numpy(
+        np.random.default_rng(0).uniform(-2, 2, (1, 3, 256, 256)).astype(np.float32)
+    )
+
+    def seed_way() -> object:
+        with torch.no_grad():
+            return model(x)
+
+    return {"network": time_calls(seed_way, cfg.repeats).to_dict(), "input": [256, 256]}
+
+
+def _measure(cfg: WorkerConfig) -> dict[str, Any]:
+    from depthlite.colorize import colorize
+    from depthlite.estimator import DepthEstimator
+    from depthlite.imageio import encode_png, load_image
+    from depthlite.transforms import preprocess
+
+    est = DepthEstimator(
+        backend=cfg.backend,
+        precision=cfg.precision,
+        resize=cfg.resize,
+        threads=cfg.threads,
+        weights=cfg.weights,
+        progress=False,
+    )
+    data = Path(cfg.image).read_bytes()
+    x = preprocess(load_image(data), est.input_policy())
+
+    def pipeline() -> bytes:
+        # Everything a user waits for: JPEG bytes in, colour PNG bytes out.
+        return encode_png(colorize(est.predict(data).depth))
+
+    network = time_calls(lambda: est.infer(x), cfg.repeats)
+    whole = time_calls(pipeline, max(5, cfg.repeats // 2))
+    stages = est.predict(data).timings
+    calls = max(3, cfg.repeats // 4)
+    return {
+        "input": list(x.shape[2:]),
+        "network": network.to_dict(),
+        "pipeline": whole.to_dict(),
+        "stages_ms": stages,
+        "throughput_1": throughput(pipeline, 1, calls),
+        f"throughput_{cfg.callers}": throughput(pipeline, cfg.callers, calls),
+    }
+
+
+def measure(cfg: WorkerConfig) -> dict[str, Any]:
+    result = _measure_baseline(cfg) if cfg.baseline else _measure(cfg)
+    result["worker_peak_rss_mb"] = peak_rss_mb()
+    result["config"] = asdict(cfg)
+    return result
+
+
+if __name__ == "__main__":
+    config = WorkerConfig(**json.loads(sys.argv[1]))
+    print(json.dumps(measure(config)))

@@ -252,3 +252,32 @@ def test_console_script_exit_codes(tmp_path: Path, converted_onnx: Path) -> None
         check=False,
     )
     assert usage.returncode == 2
+
+
+def test_same_stem_inputs_never_overwrite_each_other(
+    tmp_path: Path, converted_onnx: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_image(tmp_path / "d" / "a.jpg", 1)
+    write_image(tmp_path / "d" / "a.png", 2)
+    write_image(tmp_path / "e" / "a.jpg", 3)
+    code, _, err = run(
+        [
+            "predict",
+            str(tmp_path / "d"),
+            str(tmp_path / "e" / "a.jpg"),
+            "-q",
+            "--weights",
+            str(converted_onnx),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    colour = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*_color.png"))
+    assert len(colour) == 3
+    assert "e/a_color.png" in colour  # no rename where there is no clash
+    # A second run over the folder does not process its own outputs.
+    code, _, _ = run(
+        ["predict", str(tmp_path / "d"), "-q", "--weights", str(converted_onnx)], capsys
+    )
+    assert code == 0
+    assert len(list((tmp_path / "d").glob("*_color*.png"))) == 2

@@ -11,10 +11,12 @@ import pytest
 from depthlite.colorize import (
     COLORMAPS,
     DEFAULT_COLORMAP,
+    apply_palette,
     colorize,
     colorize_normalized,
     colormap_id,
     normalize_minmax,
+    palette,
 )
 from depthlite.errors import InvalidOptionError
 
@@ -111,3 +113,41 @@ def test_colorize_normalized_clips_and_handles_nan() -> None:
 def test_colorize_needs_2d() -> None:
     with pytest.raises(ValueError, match="2-D"):
         colorize(np.zeros((2, 2, 3), np.float32))
+
+
+def test_palette_is_the_cv2_colour_map() -> None:
+    levels = np.arange(256, dtype=np.uint8).reshape(1, 256)
+    for name, cv2_id in COLORMAPS.items():
+        table = palette(name)
+        assert table.shape == (256, 3)
+        assert table.dtype == np.uint8
+        np.testing.assert_array_equal(table, cv2.applyColorMap(levels, cv2_id)[0, :, ::-1])
+
+
+def test_palette_is_cached_and_read_only() -> None:
+    table = palette("viridis")
+    assert palette("VIRIDIS") is table
+    assert not table.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        table[0, 0] = 1
+    with pytest.raises(InvalidOptionError):
+        palette("sparkly")
+
+
+def test_colorize_indexes_the_palette_for_every_map(depth: np.ndarray) -> None:
+    gray = normalize_minmax(depth, bits=1)
+    for name, cv2_id in COLORMAPS.items():
+        expected = cv2.cvtColor(cv2.applyColorMap(gray, cv2_id), cv2.COLOR_BGR2RGB)
+        out = apply_palette(gray, name)
+        np.testing.assert_array_equal(out, palette(name)[gray])
+        np.testing.assert_array_equal(out, expected)
+        np.testing.assert_array_equal(colorize(depth, name), expected)
+
+
+def test_colorize_result_is_writable_and_odd_shapes_work() -> None:
+    gray = np.random.default_rng(0).integers(0, 256, (7, 1), dtype=np.uint8)
+    out = apply_palette(gray[::-1])  # non-contiguous input
+    np.testing.assert_array_equal(out, palette()[gray[::-1]])
+    out[0, 0] = 0  # callers own the result
+    with pytest.raises(ValueError, match="uint8"):
+        apply_palette(gray.astype(np.uint16))

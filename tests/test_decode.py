@@ -427,6 +427,15 @@ def test_encode_png_roundtrip_rgb_and_16bit() -> None:
     np.testing.assert_array_equal(load_image(encode_png(rgb16())), rgb16())
 
 
+def test_encode_png_grey8_and_single_channel() -> None:
+    grey = smooth_rgb()[..., 1]
+    for img in (grey, grey[..., None], grey[:, ::2]):
+        decoded = cv2.imdecode(np.frombuffer(encode_png(img), np.uint8), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(decoded, img.reshape(decoded.shape))
+    with pytest.raises(ValueError, match="HxW or HxWx3"):
+        encode_png(np.zeros((4, 4, 4), np.uint8))
+
+
 def test_encode_jpeg() -> None:
     img = np.empty((16, 24, 3), np.uint8)
     img[:] = (200, 30, 60)  # a solid colour shows a channel swap, unlike JPEG noise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -127,7 +128,88 @@ def test_same_stem_gets_distinct_outputs(tree: Path) -> None:
     items, errors = expand_inputs(["imgs/b.png", "two/b.jpg", "three/b.jpg"])
     assert errors == []
     assert relatives(items) == ["b", "b_jpg", "b_2"]
-    assert [item.stem for item in items] == ["b", "b_jpg", "b_2"]
+    assert [item.stem for item in items] == ["b", "b", "b"]  # the input's own stem, untouched
+
+
+def test_outputs_next_to_inputs_only_clash_within_a_folder(tree: Path) -> None:
+    touch(tree, "two/b.jpg", "two/b.bmp", "three/b.jpg")
+    specs = ["imgs/b.png", "two/b.jpg", "three/b.jpg", "two/b.bmp"]
+    items, errors = expand_inputs(specs, flat_output=False)
+    assert errors == []
+    assert relatives(items) == ["b", "b", "b", "b_bmp"]
+    assert [item.stem for item in items] == ["b"] * 4
+    written = [(item.path.parent / item.relative).as_posix() for item in items if item.path]
+    assert len(set(written)) == len(written)
+
+
+def test_outputs_next_to_inputs_drop_subfolders(tree: Path) -> None:
+    touch(tree, "imgs/sub/A.png")
+    items, errors = expand_inputs(["imgs"], recursive=True, flat_output=False)
+    assert errors == []
+    by_path = {item.path.as_posix(): item.relative.as_posix() for item in items if item.path}
+    assert by_path["imgs/sub/e.jpeg"] == "e"
+    assert by_path["imgs/sub/deeper/f.bmp"] == "f"
+    assert by_path["imgs/A.JPG"] == "A"
+    assert by_path["imgs/sub/A.png"] == "A"  # another folder: no clash, no rename
+    # The flat layout would have kept both as-is too: they differ by subfolder.
+    flat, _ = expand_inputs(["imgs"], recursive=True)
+    assert "sub/A" in relatives(flat)
+
+
+def test_case_only_clash_in_one_folder_is_renamed(tree: Path) -> None:
+    touch(tree, "x/a.jpg", "x/A.png")
+    items, _ = expand_inputs(["x/a.jpg", "x/A.png"], flat_output=False)
+    assert relatives(items) == ["a", "A_png"]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
+def test_symlink_outputs_clash_where_the_link_is(tree: Path) -> None:
+    touch(tree, "elsewhere/b.jpg", "links/b.png")
+    (tree / "links" / "b.jpg").symlink_to(tree / "elsewhere" / "b.jpg")
+    items, _ = expand_inputs(["links/b.png", "links/b.jpg", "elsewhere/b.jpg"], flat_output=False)
+    # elsewhere/b.jpg is the link's target: the same file, kept once.
+    assert relatives(items) == ["b", "b_jpg"]
+
+
+def test_stdin_next_to_a_file_of_the_working_folder(tree: Path) -> None:
+    touch(tree, "stdin.png")
+    items, _ = expand_inputs(["-", "stdin.png", "imgs/b.png"], flat_output=False)
+    assert relatives(items) == ["stdin", "stdin_png", "b"]
+    assert [item.stem for item in items] == ["stdin", "stdin", "b"]
+
+
+def test_folder_skips_our_own_outputs(tree: Path, caplog: pytest.LogCaptureFixture) -> None:
+    touch(
+        tree / "imgs",
+        "b_color.png",
+        "b_depth16.png",
+        "b_side.png",
+        "sub/e_color.png",
+        "b.npy",
+        "b.pfm",
+    )
+    caplog.set_level("DEBUG", logger="depthlite.imageio.inputs")
+    items, errors = expand_inputs(["imgs"], recursive=True)
+    assert errors == []
+    assert relatives(items) == ["A", "b", "c", "d", "sub/deeper/f", "sub/e"]
+    items, errors = expand_inputs(["imgs"], recursive=True, flat_output=False)
+    assert errors == []
+    assert relatives(items) == ["A", "b", "c", "d", "f", "e"]  # no b_color, no b_color_color
+    assert "b_color.png: skipped" in caplog.text
+
+
+def test_explicit_files_and_globs_named_like_outputs_are_kept(tree: Path) -> None:
+    touch(tree / "imgs", "b_color.png", "b_side.png")
+    items, errors = expand_inputs(["imgs/b_color.png", "imgs/*_side.png"])
+    assert errors == []
+    assert relatives(items) == ["b_color", "b_side"]
+
+
+def test_folder_of_only_outputs_is_empty(tree: Path) -> None:
+    touch(tree, "done/a_color.png", "done/a_depth16.png")
+    items, errors = expand_inputs(["done"])
+    assert items == []
+    assert [type(e) for e in errors] == [InputNotFoundError]
 
 
 def test_literal_name_with_glob_characters(tree: Path) -> None:

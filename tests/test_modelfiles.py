@@ -91,3 +91,47 @@ def test_torch_backend_uses_the_checkpoint(
     est = DepthEstimator(backend="torch", progress=False)
     assert est.model_file.origin == "checkpoint"
     assert est.model_file.path.read_bytes() == checkpoint.read_bytes()
+
+
+def test_offline_with_only_the_official_onnx_cached_uses_it(
+    official_style_onnx: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Exactly what the offline error tells users to do: place model-small.onnx by hand.
+    spec = specs.get_spec(MODEL)
+    target = hub.model_dir(spec) / "model-small.onnx"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(official_style_onnx.read_bytes())
+    with caplog.at_level(logging.WARNING, logger="depthlite"):
+        est = DepthEstimator(progress=False)
+        result = est.predict(test_image(6, 80, 120))
+    assert est.model_file.origin == "official-onnx"
+    assert result.resize == "square" and result.depth.shape == (80, 120)
+    assert any("checkpoint is not available" in r.getMessage() for r in caplog.records)
+
+
+def test_derived_files_are_readable_by_other_users(checkpoint: Path, converted_onnx: Path) -> None:
+    from depthlite.runtime.onnx import optimized_model_path
+
+    spec = specs.get_spec(MODEL)
+    converted = modelfiles.ensure_converted(spec, checkpoint)
+    DepthEstimator(weights=converted_onnx).load()
+    for path in (converted, optimized_model_path(converted_onnx)):
+        assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+def test_dynamic_onnx_without_metadata_is_assumed_plain_and_warned(
+    converted_onnx: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import onnx
+
+    model = onnx.load(str(converted_onnx))
+    del model.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(model, str(bare))
+    img = test_image(9, 70, 100)
+    with caplog.at_level(logging.WARNING, logger="depthlite"):
+        got = DepthEstimator(weights=bare).predict(img).depth
+    np.testing.assert_allclose(
+        got, DepthEstimator(weights=converted_onnx).predict(img).depth, atol=1e-5
+    )
+    assert any("no depthlite metadata" in r.getMessage() for r in caplog.records)

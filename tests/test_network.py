@@ -38,7 +38,15 @@ def test_official_layout_checkpoint_loads_strictly(checkpoint: Path) -> None:
     sd = load_state_dict(checkpoint)
     build_model("midas_small").load_state_dict(sd, strict=True)
     sd.pop("scratch.output_conv.4.bias")
-    with pytest.raises(RuntimeError, match="Missing key"):
+    with pytest.raises(WeightsError, match=r"1 missing keys.*output_conv\.4\.bias"):
+        build_model("midas_small", sd)
+
+
+def test_foreign_checkpoint_is_one_readable_error() -> None:
+    sd = synthetic_state_dict()
+    sd["extra.weight"] = torch.zeros(3)
+    sd["scratch.layer1_rn.weight"] = torch.zeros(1, 2, 3, 3)
+    with pytest.raises(WeightsError, match="1 unexpected, 1 with other shapes"):
         build_model("midas_small", sd)
 
 

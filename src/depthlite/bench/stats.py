@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-__all__ = ["Timing", "peak_rss_mb", "throughput", "time_calls"]
+__all__ = ["Timing", "peak_rss_mb", "percentile", "throughput", "time_calls"]
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,14 @@ def time_calls(fn: Callable[[], object], repeats: int, warmup: int = 3) -> Timin
         start = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - start) * 1000.0)
-    samples.sort()
-    return Timing(statistics.median(samples), samples[int(0.95 * (len(samples) - 1))], repeats)
+    return Timing(statistics.median(samples), percentile(samples, 95), repeats)
+
+
+def percentile(samples: list[float], pct: float) -> float:
+    """Nearest-rank percentile: never below the median, whatever the sample count."""
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
 
 
 def throughput(fn: Callable[[], object], callers: int, calls_each: int) -> float:

@@ -78,6 +78,11 @@ def run_models(args: argparse.Namespace) -> int:
         for entry in hub.cache_status(spec):
             state = "cached" if entry.size is not None else "not cached"
             print(f"  {entry.kind:<10} {entry.name:<44} {state:<10} {_size(entry.size)}")
+    derived = hub.derived_cache_status()
+    if derived:
+        print("\noptimised for this machine by ONNX Runtime (safe to delete):")
+        for entry in derived:
+            print(f"  {entry.name:<56} {_size(entry.size)}")
     return EXIT_OK
 
 

@@ -58,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument(
         "--colormap",
+        type=str.lower,
         choices=sorted(COLORMAPS),
         default=DEFAULT_COLORMAP,
         metavar="NAME",
@@ -81,8 +82,8 @@ def _destination(item: InputItem, output: Path | None) -> tuple[Path, Path]:
     if output is not None:
         return output, item.relative
     if item.path is not None:
-        return item.path.parent, Path(item.stem)
-    return Path.cwd(), Path(item.stem)
+        return item.path.parent, item.relative
+    return Path.cwd(), item.relative
 
 
 def _process(est: DepthEstimator, item: InputItem, args: argparse.Namespace) -> list[Path]:
@@ -95,7 +96,9 @@ def _process(est: DepthEstimator, item: InputItem, args: argparse.Namespace) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    items, failures = expand_inputs(args.inputs, recursive=args.recursive)
+    items, failures = expand_inputs(
+        args.inputs, recursive=args.recursive, flat_output=args.output is not None
+    )
     for failure in failures:
         error(str(failure))
     if not items:

@@ -2,8 +2,8 @@
 
 A bad spec never stops the batch: it becomes an :class:`~depthlite.errors.InputError` in the
 returned error list and the other specs are still expanded. Every item carries ``relative``,
-the output stem relative to the output folder, chosen so that no two items write to the same
-output files.
+the output stem, chosen so that no two items write to the same output files (see
+:func:`expand_inputs` for where the outputs are assumed to go).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from depthlite.errors import InputError, InputNotFoundError
+from depthlite.imageio.writers import OUTPUT_SUFFIX
 
 __all__ = ["IMAGE_EXTENSIONS", "STDIN_SPEC", "InputItem", "expand_inputs"]
 
@@ -29,6 +30,8 @@ STDIN_SOURCE = "<stdin>"
 STDIN_STEM = "stdin"
 
 _GLOB_MAGIC = re.compile(r"[*?[]")
+# Names our own writers produce; a folder re-run must not take its outputs for new inputs.
+_OUTPUT_ENDINGS = tuple(OUTPUT_SUFFIX.values())
 # Path() ("."), never a meaningful output stem, marks "relative not given".
 _UNSET = Path()
 
@@ -37,9 +40,10 @@ _UNSET = Path()
 class InputItem:
     """One input: ``source`` names it in messages, ``path`` is None for stdin.
 
-    ``stem`` is the output base name; ``relative`` is the output stem relative to the output
-    folder (``Path("sub/a")`` for ``<dir>/sub/a.png`` found recursively) and defaults to
-    ``Path(stem)``.
+    ``stem`` is the input's own file stem (``"stdin"`` for stdin), never renamed. ``relative``
+    is the output stem, made unique by :func:`expand_inputs`: relative to the output folder
+    (``Path("sub/a")`` for ``<dir>/sub/a.png`` found recursively) when outputs share one
+    folder, a bare name to use next to the input otherwise. It defaults to ``Path(stem)``.
     """
 
     source: str
@@ -57,6 +61,18 @@ def _is_image_name(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def _is_folder_input(folder: Path, name: str) -> bool:
+    """An image file of a folder that is not one of our outputs ("photo_color.png")."""
+    if not _is_image_name(name):
+        return False
+    if name.endswith(_OUTPUT_ENDINGS):
+        # Exact-case match: these are the names we write. Explicit files and globs are not
+        # filtered: naming a file is a clear request to process it.
+        logger.debug("%s: skipped, named like a depthlite output", folder / name)
+        return False
+    return True
+
+
 def _stem_path(rel: Path) -> Path:
     return rel.parent / rel.stem
 
@@ -71,7 +87,7 @@ def _walk_dir(root: Path, recursive: bool, errors: list[InputError]) -> list[Pat
     for folder, dirs, files in os.walk(root, onerror=on_error):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
         base = Path(folder).relative_to(root)
-        found.extend(base / name for name in files if _is_image_name(name))
+        found.extend(base / name for name in files if _is_folder_input(Path(folder), name))
     return sorted(found, key=lambda p: p.as_posix())
 
 
@@ -121,8 +137,8 @@ def _expand_spec(
     return None
 
 
-def _unique_relative(rel: Path, path: Path, taken: set[str]) -> Path:
-    """``rel``, or a variant of it, that no earlier item uses (a.jpg and a.png share "a")."""
+def _unique_relative(rel: Path, path: Path, taken: set[str], scope: str = "") -> Path:
+    """``rel``, or a variant of it, that no earlier item of ``scope`` uses (a.jpg, a.png: "a")."""
     suffix = path.suffix.lstrip(".").lower()
     candidates = itertools.chain(
         [rel],
@@ -130,34 +146,61 @@ def _unique_relative(rel: Path, path: Path, taken: set[str]) -> Path:
         (rel.with_name(f"{rel.name}_{n}") for n in itertools.count(2)),
     )
     # casefold: on case-insensitive file systems "A" and "a" are the same output.
-    candidate = next(c for c in candidates if c.as_posix().casefold() not in taken)
-    taken.add(candidate.as_posix().casefold())
+    keys = ((c, f"{scope}/{c.as_posix()}".casefold()) for c in candidates)
+    candidate, key = next((c, k) for c, k in keys if k not in taken)
+    taken.add(key)
     if candidate != rel:
         logger.warning("%s: output name %s is taken; using %s", path, rel, candidate)
     return candidate
 
 
-def _items(pairs: Iterable[tuple[Path, Path]], seen: set[Path], taken: set[str]) -> list[InputItem]:
+def _items(
+    pairs: Iterable[tuple[Path, Path]], seen: set[Path], taken: set[str], flat_output: bool
+) -> list[InputItem]:
     items: list[InputItem] = []
     for path, rel in pairs:
         key = path.resolve()
         if key in seen:
             continue
         seen.add(key)
-        relative = _unique_relative(rel, path, taken)
-        items.append(InputItem(source=str(path), path=path, stem=relative.name, relative=relative))
+        if flat_output:
+            relative = _unique_relative(rel, path, taken)
+        else:
+            # Outputs go next to the input: only names in the same folder can collide. The
+            # folder, not the file, is resolved: outputs of a symlink go next to the link.
+            scope = path.parent.resolve().as_posix()
+            relative = _unique_relative(Path(rel.name), path, taken, scope)
+        items.append(InputItem(source=str(path), path=path, stem=path.stem, relative=relative))
     return items
 
 
+def _stdin_item(taken: set[str], flat_output: bool) -> InputItem:
+    # Without an output folder stdin's outputs go to the working folder.
+    scope = "" if flat_output else Path.cwd().resolve().as_posix()
+    stem = Path(STDIN_STEM)
+    relative = _unique_relative(stem, stem, taken, scope)
+    return InputItem(STDIN_SOURCE, None, STDIN_STEM, relative)
+
+
 def expand_inputs(
-    specs: Sequence[str], *, recursive: bool = False
+    specs: Sequence[str], *, recursive: bool = False, flat_output: bool = True
 ) -> tuple[list[InputItem], list[InputError]]:
     """Expand ``specs`` in order; return the items and one error per spec that failed.
 
     A spec is a file, a folder (its image files by extension, sorted; subfolders only when
-    ``recursive``), a glob pattern (``**`` spans folders only when ``recursive``) or ``-`` for
-    stdin, which may appear once. A file listed twice, directly or through different specs,
-    is kept once, at its first position.
+    ``recursive``; files named like our outputs, e.g. ``photo_color.png``, are skipped so a
+    re-run does not process them), a glob pattern (``**`` spans folders only when
+    ``recursive``) or ``-`` for stdin, which may appear once. A file listed twice, directly or
+    through different specs, is kept once, at its first position.
+
+    ``flat_output`` says where the caller writes outputs, so that no two items share an output
+    name there (a clash renames the later item's ``relative``: ``a_png``, then ``a_2``, ...):
+
+    * True (one output folder, ``-o``): ``relative`` is the path below that folder (subfolders
+      kept for recursive folders and globs), unique across all items.
+    * False (outputs next to each input, stdin's in the working folder): ``relative`` is a
+      bare name, unique among the items of the same folder; write to
+      ``item.path.parent / item.relative`` (``Path.cwd() / item.relative`` for stdin).
     """
     items: list[InputItem] = []
     errors: list[InputError] = []
@@ -170,8 +213,7 @@ def expand_inputs(
                 errors.append(InputError("stdin can be read only once", source=STDIN_SOURCE))
                 continue
             stdin_used = True
-            relative = _unique_relative(Path(STDIN_STEM), Path(STDIN_STEM), taken)
-            items.append(InputItem(STDIN_SOURCE, None, relative.name, relative))
+            items.append(_stdin_item(taken, flat_output))
             continue
         pairs = _expand_spec(spec, recursive, errors)
         if pairs is None:
@@ -180,5 +222,5 @@ def expand_inputs(
             else:
                 errors.append(InputNotFoundError("no such file or folder", source=spec))
             continue
-        items.extend(_items(pairs, seen, taken))
+        items.extend(_items(pairs, seen, taken, flat_output))
     return items, errors

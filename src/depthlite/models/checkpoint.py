@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from depthlite.errors import WeightsError
+from depthlite.fsutil import atomic_path
 
 __all__ = ["load_state_dict", "save_state_dict"]
 
@@ -23,8 +22,9 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
         raise WeightsError(
-            f"cannot read checkpoint {path}: {exc}; is it a MiDaS .pt file? Delete it to "
-            "download it again, or pass another --weights file"
+            f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); is it a MiDaS .pt "
+            "file? Pass a valid --weights file, or if it is in the cache, delete it so it is "
+            "downloaded again"
         ) from exc
     if isinstance(data, dict) and "model" in data and isinstance(data["model"], dict):
         data = data["model"]  # the original BaseModel.load accepts training snapshots too
@@ -36,13 +36,6 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def save_state_dict(state_dict: dict[str, torch.Tensor], path: Path) -> Path:
     """Save atomically, so a reader never sees a half-written checkpoint."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(state_dict, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

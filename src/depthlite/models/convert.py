@@ -8,8 +8,6 @@ file is only ever cached after ONNX Runtime reproduced the torch model on the sp
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import numpy as np
 import torch
 
 from depthlite.errors import ConversionError
+from depthlite.fsutil import atomic_path
 from depthlite.models.checkpoint import load_state_dict
 from depthlite.models.midas_small import MidasSmall, build_model
 from depthlite.runtime.base import NORMALIZES_INSIDE_KEY
@@ -96,23 +95,13 @@ def convert_checkpoint(
 ) -> Path:
     """Export ``checkpoint`` to ``output`` (atomically), verified against torch first."""
     model = build_model(spec.architecture, load_state_dict(checkpoint))
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=output.parent, prefix=output.name, suffix=".part")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        _export(model, tmp)
-        _add_metadata(
-            tmp, {NORMALIZES_INSIDE_KEY: "false", "depthlite.model": spec.name, **(metadata or {})}
-        )
+    meta = {NORMALIZES_INSIDE_KEY: "false", "depthlite.model": spec.name, **(metadata or {})}
+    with atomic_path(Path(output), suffix=".onnx") as tmp:
+        try:
+            _export(model, tmp)
+            _add_metadata(tmp, meta)
+        except Exception as exc:
+            raise ConversionError(f"converting {checkpoint} to ONNX failed: {exc}") from exc
         error = verify_onnx(tmp, model)
-        os.replace(tmp, output)
-    except ConversionError:
-        raise
-    except Exception as exc:
-        raise ConversionError(f"converting {checkpoint} to ONNX failed: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     logger.info("converted %s -> %s (max error %.1e of range)", checkpoint, output, error)
     return output

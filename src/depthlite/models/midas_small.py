@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from depthlite.errors import WeightsError
+
 __all__ = ["MidasSmall", "build_model"]
 
 _BN_EPS = 1e-3  # TensorFlow's default, which the tf_ EfficientNet ports keep
@@ -251,8 +253,27 @@ def build_model(architecture: str, state_dict: dict[str, torch.Tensor] | None = 
     (strictly) from ``state_dict``."""
     model = _ARCHITECTURES[architecture]()
     if state_dict is not None:
+        _check_layout(model, state_dict, architecture)
         model.load_state_dict(state_dict, strict=True)
     return model.eval()
+
+
+def _check_layout(model: nn.Module, state_dict: dict[str, torch.Tensor], architecture: str) -> None:
+    """One readable line instead of torch's pages of key names for a foreign checkpoint."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    reshaped = [
+        k
+        for k, v in state_dict.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
+    ]
+    if missing or unexpected or reshaped:
+        first = (missing or unexpected or reshaped)[0]
+        raise WeightsError(
+            f"not a {architecture} checkpoint: {len(missing)} missing keys, {len(unexpected)} "
+            f"unexpected, {len(reshaped)} with other shapes (first: {first!r})"
+        )
 
 
 def state_dict_layout(model: nn.Module) -> Sequence[tuple[str, tuple[int, ...], str]]:

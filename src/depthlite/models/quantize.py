@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from depthlite.errors import BackendUnavailableError, ConversionError, InputNotFoundError
+from depthlite.fsutil import atomic_path
 from depthlite.imageio import expand_inputs, load_image
 from depthlite.metrics import Agreement, agreement
-from depthlite.runtime.base import PRECISION_KEY, ModelFormat
+from depthlite.runtime.base import NORMALIZES_INSIDE_KEY, PRECISION_KEY, ModelFormat
 from depthlite.specs import ModelSpec
 from depthlite.transforms import InputPolicy, preprocess
 
@@ -105,10 +106,11 @@ def calibration_id(folder: Path | None) -> str:
     return digest.hexdigest()[:8]
 
 
-def _network_inputs(photos: Sequence[Photo], spec: ModelSpec, fmt: ModelFormat) -> list[np.ndarray]:
+def _network_inputs(
+    photos: Sequence[Photo], spec: ModelSpec, fmt: ModelFormat, normalize: bool
+) -> list[np.ndarray]:
     # Both resize modes for dynamic models: activations differ a little with the input size.
     modes = ("square",) if fmt.fixed_size else ("keep_aspect", "square")
-    normalize = not fmt.normalizes_inside
     return [
         preprocess(photo.rgb, InputPolicy.for_spec(spec, mode, normalize=normalize))
         for photo in photos
@@ -144,12 +146,14 @@ def quantize_model(source: Path, output: Path, spec: ModelSpec, photos: Sequence
         raise BackendUnavailableError(
             f"quantizing needs the onnx package ({exc.name}): pip install 'depthlite[quantize]'"
         ) from exc
+    from depthlite.modelfiles import normalizes_inside
     from depthlite.runtime.onnx import inspect_model
 
     input_name, fmt = inspect_model(source)
-    tensors = _network_inputs(photos, spec, fmt)
+    inside = normalizes_inside(spec, fmt, source)
+    tensors = _network_inputs(photos, spec, fmt, normalize=not inside)
     output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=output.parent) as tmp, atomic_path(output) as final:
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
         try:
             # Symbolic shape inference cannot follow the dynamic resizes; ONNX's own can.
@@ -166,17 +170,18 @@ def quantize_model(source: Path, output: Path, spec: ModelSpec, photos: Sequence
             )
         except Exception as exc:
             raise ConversionError(f"quantizing {source} failed: {exc}") from exc
-        _copy_metadata(source, quantized)
-        os.replace(quantized, output)
+        _copy_metadata(source, quantized, {NORMALIZES_INSIDE_KEY: str(inside).lower()})
+        os.replace(quantized, final)
     logger.info("quantized %s -> %s on %d photos", source.name, output, len(photos))
     return output
 
 
-def _copy_metadata(source: Path, target: Path) -> None:
+def _copy_metadata(source: Path, target: Path, extra: dict[str, str]) -> None:
     """Carry the source's layout metadata over: the quantizer drops custom properties."""
     import onnx
 
     meta = {p.key: p.value for p in onnx.load(str(source), load_external_data=False).metadata_props}
+    meta.update(extra)
     model = onnx.load(str(target))
     known = {p.key for p in model.metadata_props}
     for key, value in meta.items():

@@ -46,8 +46,9 @@ class ModelFormat:
 
     # (height, width) when the file only accepts one size (the official ONNX export: 256x256).
     fixed_size: tuple[int, int] | None
-    # True when the graph applies the ImageNet normalisation itself (the official ONNX export).
-    normalizes_inside: bool
+    # True when the graph applies the ImageNet normalisation itself (the official ONNX export);
+    # None when the file does not say (no depthlite metadata): see modelfiles.normalizes_inside.
+    normalizes_inside: bool | None
     # "int8" for quantized files (from their metadata), else "fp32".
     precision: str = "fp32"
 

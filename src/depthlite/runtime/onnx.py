@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import platform
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import onnxruntime as ort
 
 from depthlite import hub
 from depthlite.errors import BackendUnavailableError
+from depthlite.fsutil import atomic_path
 from depthlite.runtime.base import NORMALIZES_INSIDE_KEY, PRECISION_KEY, Backend, ModelFormat
 from depthlite.specs import ModelSpec
 
@@ -95,21 +94,14 @@ def _load_optimized(model_path: Path, threads: int) -> ort.InferenceSession:
             logger.warning("ignoring damaged optimised model %s", target)
             target.unlink(missing_ok=True)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=target.stem, suffix=".part.onnx")
-        os.close(fd)
-    except OSError as exc:  # read-only cache: run without saving
+        with atomic_path(target, suffix=".onnx") as tmp:
+            # Optimise, save, and let that session go: it holds both weight layouts (about
+            # 100 MB more than the saved file needs), so the first run would peak higher.
+            optimizing = _create_session(model_path, threads, preoptimized=False, save_to=tmp)
+            del optimizing
+    except OSError as exc:  # a read-only cache: run without saving
         logger.debug("cannot cache the optimised model (%s); optimising in memory", exc)
         return _create_session(model_path, threads, preoptimized=False)
-    tmp = Path(tmp_name)
-    try:
-        # Optimise, save, and let that session go: it holds both weight layouts (about 100 MB
-        # more than the saved file needs), so the first run would peak higher than later ones.
-        optimizing = _create_session(model_path, threads, preoptimized=False, save_to=tmp)
-        del optimizing
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return _create_session(target, threads, preoptimized=True)
 
 
@@ -118,7 +110,8 @@ def _format_of(session: ort.InferenceSession) -> ModelFormat:
     height, width = shape[2], shape[3]
     fixed = (height, width) if isinstance(height, int) and isinstance(width, int) else None
     meta = session.get_modelmeta().custom_metadata_map
-    normalizes = meta.get(NORMALIZES_INSIDE_KEY, "true").lower() == "true"
+    flag = meta.get(NORMALIZES_INSIDE_KEY)
+    normalizes = None if flag is None else flag.lower() == "true"
     return ModelFormat(fixed, normalizes, meta.get(PRECISION_KEY, "fp32"))
 
 

@@ -84,16 +84,14 @@ class OpenVinoBackend(Backend):
         shape = self._model.inputs[0].partial_shape
         fixed = None if shape.is_dynamic else (shape[2].get_length(), shape[3].get_length())
 
-        def meta(key: str, default: str) -> str:
+        def meta(key: str) -> str | None:
             path = ["framework", key]
-            return (
-                self._model.get_rt_info(path).astype(str)
-                if self._model.has_rt_info(path)
-                else default
-            )
+            has = self._model.has_rt_info(path)
+            return self._model.get_rt_info(path).astype(str) if has else None
 
-        normalizes = meta(NORMALIZES_INSIDE_KEY, "true").lower() == "true"
-        return ModelFormat(fixed, normalizes, meta(PRECISION_KEY, "fp32"))
+        flag = meta(NORMALIZES_INSIDE_KEY)
+        normalizes = None if flag is None else flag.lower() == "true"
+        return ModelFormat(fixed, normalizes, meta(PRECISION_KEY) or "fp32")
 
     @property
     def model_format(self) -> ModelFormat:

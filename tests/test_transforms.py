@@ -92,3 +92,18 @@ def test_unknown_resize_mode_lists_the_choices() -> None:
 def test_postprocess_keeps_same_size_output() -> None:
     out = np.random.default_rng(0).random((1, 64, 96)).astype(np.float32)
     assert np.array_equal(postprocess(out, 64, 96), out[0])
+
+
+@pytest.mark.parametrize(
+    ("height", "width"), [(1080, 1920), (333, 517), (100, 3000), (37, 41), (65, 64), (1, 300)]
+)
+def test_blockwise_resize_is_bit_identical_to_one_pass(height: int, width: int) -> None:
+    from depthlite.transforms import _resize_float64
+
+    img = test_image(height, height, width)
+    nh, nw = network_size(height, width, 256, 32, "keep_aspect")
+    expected = cv2.resize(img / 255.0, (nw, nh), interpolation=cv2.INTER_CUBIC)
+    assert np.array_equal(_resize_float64(img, nh, nw), expected)
+    img16 = img.astype(np.uint16) * 257 + 3
+    expected16 = cv2.resize(img16 / 65535.0, (nw, nh), interpolation=cv2.INTER_CUBIC)
+    assert np.array_equal(_resize_float64(img16, nh, nw), expected16)

@@ -6,24 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from depthlite.cli.common import positive_int
+from depthlite.cli.common import comma_list, positive_int
 from depthlite.errors import EXIT_OK
 from depthlite.specs import BACKENDS, DEFAULT_MODEL, PRECISIONS, RESIZE_MODES
 
 __all__ = ["register"]
-
-
-def _subset(choices: tuple[str, ...]) -> object:
-    def parse(text: str) -> tuple[str, ...]:
-        names = tuple(part.strip() for part in text.split(",") if part.strip())
-        bad = [n for n in names if n not in choices]
-        if bad or not names:
-            raise argparse.ArgumentTypeError(
-                f"unknown {', '.join(bad) or text!r}; choose from: {','.join(choices)}"
-            )
-        return names
-
-    return parse
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -33,11 +20,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         description="Each configuration runs in its own process. The baseline, the seed's way "
         "(torch eager, no_grad, 256x256), is measured in the same run, before and after.",
     )
-    p.add_argument("--backends", type=_subset(BACKENDS), default=BACKENDS, metavar="LIST")
-    p.add_argument("--precisions", type=_subset(PRECISIONS), default=PRECISIONS, metavar="LIST")
-    p.add_argument("--resize", type=_subset(RESIZE_MODES), default=RESIZE_MODES, metavar="LIST",
-                   help="network input policies to measure (square: 256x256; keep_aspect: the "
-                   "1920x1080 photo's 128x256)")  # fmt: skip
+    p.add_argument(
+        "--backends", type=comma_list(BACKENDS, "backend"), default=BACKENDS, metavar="LIST"
+    )
+    p.add_argument(
+        "--precisions", type=comma_list(PRECISIONS, "precision"), default=PRECISIONS, metavar="LIST"
+    )
+    p.add_argument(
+        "--resize",
+        type=comma_list(RESIZE_MODES, "resize mode"),
+        default=RESIZE_MODES,
+        metavar="LIST",
+        help="network input policies to measure (square: 256x256; keep_aspect: the 1920x1080 "
+        "photo's 128x256)",
+    )
     p.add_argument("--repeats", type=positive_int, default=30, help="timed runs per measurement")
     p.add_argument("--threads", type=positive_int, help="intra-op threads (default: cores)")
     p.add_argument("--model", default=DEFAULT_MODEL)

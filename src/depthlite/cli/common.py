@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable, Sequence
 
 from depthlite.specs import (
     BACKENDS,
@@ -17,7 +18,7 @@ from depthlite.specs import (
     available_models,
 )
 
-__all__ = ["add_model_options", "configure_logging", "error", "positive_int"]
+__all__ = ["add_model_options", "comma_list", "configure_logging", "error", "positive_int"]
 
 
 def positive_int(text: str) -> int:
@@ -29,6 +30,21 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
     return value
+
+
+def comma_list(choices: Sequence[str], what: str) -> Callable[[str], tuple[str, ...]]:
+    """argparse type: a comma-separated, de-duplicated subset of ``choices``."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+        unknown = [name for name in names if name not in choices]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {', '.join(unknown) or text!r}; choose from: {','.join(choices)}"
+            )
+        return names
+
+    return parse
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, runtime: bool = True) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from depthlite.cli.common import add_model_options, error, positive_int
+from depthlite.cli.common import add_model_options, comma_list, error, positive_int
 from depthlite.colorize import COLORMAPS, DEFAULT_COLORMAP
 from depthlite.errors import EXIT_FAILURE, EXIT_OK, InputError
 from depthlite.estimator import DepthEstimator
@@ -25,18 +25,6 @@ __all__ = ["register"]
 DEFAULT_FORMATS = ("color",)
 
 
-def formats_list(text: str) -> tuple[str, ...]:
-    """argparse type: a comma-separated subset of the output formats."""
-    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
-    unknown = [name for name in names if name not in OUTPUT_FORMATS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown format {', '.join(unknown) or text!r}; "
-            f"choose from: {','.join(OUTPUT_FORMATS)}"
-        )
-    return names
-
-
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "predict",
@@ -51,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "-f",
         "--format",
-        type=formats_list,
+        type=comma_list(OUTPUT_FORMATS, "format"),
         default=DEFAULT_FORMATS,
         metavar="LIST",
         help=f"comma-separated outputs: {','.join(OUTPUT_FORMATS)} (default: color)",

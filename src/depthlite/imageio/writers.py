@@ -35,6 +35,7 @@ __all__ = [
     "OUTPUT_FORMATS",
     "OUTPUT_SUFFIX",
     "atomic_write_bytes",
+    "encode_outputs",
     "output_path",
     "read_pfm",
     "side_by_side",
@@ -156,18 +157,15 @@ def _npy_bytes(depth: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write_outputs(  # noqa: PLR0917 - positional signature is the agreed cross-module API
+def encode_outputs(
     depth: np.ndarray,
     image_rgb: np.ndarray | None,
-    out_dir: Path,
-    relative: Path,
     formats: Sequence[str],
     colormap: str = DEFAULT_COLORMAP,
-) -> list[Path]:
-    """Write ``depth`` in each of ``formats``; return the paths written, in ``formats`` order.
+) -> dict[str, bytes]:
+    """The bytes of each output format, in ``formats`` order (the files' and the API's content).
 
-    Options are validated before anything is written, so a bad format or colour map never
-    leaves a partial set of outputs. ``image_rgb`` is only needed for ``"side"``.
+    Options are validated before anything is encoded. ``image_rgb`` is only needed for "side".
     """
     # Every output derives from the same float32 values the npy/pfm files store; the official
     # 8/16-bit maps are defined on float32 depth, and float64 can round one level differently.
@@ -178,20 +176,38 @@ def write_outputs(  # noqa: PLR0917 - positional signature is the agreed cross-m
         raise ValueError('the "side" output needs the input image')
     # Computed at most once, and only when a format needs it.
     gray8 = functools.cache(lambda: normalize_minmax(depth, bits=1))
-    written: list[Path] = []
+    encoded: dict[str, bytes] = {}
     for fmt in wanted:
         if fmt == "color":
-            data = encode_indexed(gray8(), palette(colormap))
+            encoded[fmt] = encode_indexed(gray8(), palette(colormap))
         elif fmt == "png16":
-            data = encode_gray(to_png16(depth))
+            encoded[fmt] = encode_gray(to_png16(depth))
         elif fmt == "npy":
-            data = _npy_bytes(depth)
+            encoded[fmt] = _npy_bytes(depth)
         elif fmt == "pfm":
-            data = _pfm_bytes(depth)
+            encoded[fmt] = _pfm_bytes(depth)
         else:
             # colorize(depth), reusing the one normalisation.
             color = apply_palette(gray8(), colormap)
-            data = encode_rgb(side_by_side(image_rgb, color))
+            encoded[fmt] = encode_rgb(side_by_side(image_rgb, color))  # type: ignore[arg-type]
+    return encoded
+
+
+def write_outputs(  # noqa: PLR0917 - positional signature is the agreed cross-module API
+    depth: np.ndarray,
+    image_rgb: np.ndarray | None,
+    out_dir: Path,
+    relative: Path,
+    formats: Sequence[str],
+    colormap: str = DEFAULT_COLORMAP,
+) -> list[Path]:
+    """Write ``depth`` in each of ``formats``; return the paths written, in ``formats`` order.
+
+    Everything is encoded before the first file is written, so a bad format or colour map never
+    leaves a partial set of outputs.
+    """
+    written: list[Path] = []
+    for fmt, data in encode_outputs(depth, image_rgb, formats, colormap).items():
         path = output_path(out_dir, relative, fmt)
         atomic_write_bytes(path, data)
         logger.debug("wrote %s", path)

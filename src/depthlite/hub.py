@@ -23,19 +23,15 @@ wrote identical verified bytes.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import logging
 import os
 import re
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import platformdirs
-from tqdm import tqdm
 
 from depthlite._version import __version__
 from depthlite.errors import (
@@ -348,6 +344,15 @@ def _download(url: str, final: Path, artifact: Artifact, *, progress: bool, time
 
 def _stream(url: str, out: IO[bytes], label: str, *, progress: bool, timeout: float) -> str:
     """Copy ``url`` into ``out``; return the SHA-256 of what arrived, complete or raise."""
+    # Imported here, not at the top: urllib.request pulls in ssl and http.client, and tqdm
+    # is heavy too (about 20 MB of RSS together), which every run would pay for a download
+    # that happens once.
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    from tqdm import tqdm
+
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
     hasher = hashlib.sha256()
     received = 0

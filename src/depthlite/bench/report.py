@@ -43,6 +43,15 @@ def format_table(report: dict[str, Any]) -> str:
             f"{row[f'throughput_{callers}']:>6.1f}{row['predict_peak_rss_mb']:>8.0f}"
             f"{row['cold_start_s']:>7.2f}"
         )
+    scored = [r for r in report["rows"] if "agreement_vs_fp32" in r]
+    if scored:
+        lines += ["", "agreement with FP32 after scale-and-shift alignment (AbsRel / delta<1.25):"]
+        for row in scored:
+            parts = [
+                f"{name} {s['absrel']:.4f} / {s['delta1']:.4f}"
+                for name, s in row["agreement_vs_fp32"].items()
+            ]
+            lines.append(f"  {_label(row):<32} " + ";  ".join(parts))
     lines += [
         "",
         "net: network only; pipe: JPEG bytes -> decode, preprocess, network, upsample, colour map,",

@@ -177,8 +177,10 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = logger.info)
             backend: str, precision: str, resize: str, baseline: bool = False
         ) -> WorkerConfig:
             weights = files["checkpoint"] if backend == "torch" else files[precision]
+            reference = str(files["fp32"]) if precision != "fp32" else None
             return WorkerConfig(backend, precision, resize, str(weights), str(photo),
-                                opts.threads, opts.repeats, callers, baseline)  # fmt: skip
+                                opts.threads, opts.repeats, callers, baseline,
+                                reference)  # fmt: skip
 
         progress("baseline: torch eager, no_grad, 256x256 (the seed's way)")
         baseline = [_run_worker(config("torch", "fp32", "square", True), env)]

@@ -29,6 +29,7 @@ class WorkerConfig:
     repeats: int
     callers: int
     baseline: bool = False  # the seed's way: torch eager, no_grad, network only
+    reference_weights: str | None = None  # FP32 file to score an INT8/BF16 run against
 
 
 def _measure_baseline(cfg: WorkerConfig) -> dict[str, Any]:
@@ -85,8 +86,29 @@ def _measure(cfg: WorkerConfig) -> dict[str, Any]:
     }
 
 
+def _agreement(cfg: WorkerConfig) -> dict[str, dict[str, float]]:
+    """AbsRel and delta<1.25 against FP32 on photos the INT8 calibration never saw."""
+    from depthlite.estimator import DepthEstimator
+    from depthlite.models.quantize import EVALUATION_PHOTOS, evaluate_agreement, sample_photos
+
+    def make(weights: str, precision: str) -> DepthEstimator:
+        return DepthEstimator(backend=cfg.backend, precision=precision, resize=cfg.resize,
+                              threads=cfg.threads, weights=weights, progress=False)  # fmt: skip
+
+    reference = make(cfg.reference_weights or "", "fp32")
+    candidate = make(cfg.weights, cfg.precision)
+    scores = evaluate_agreement(
+        lambda rgb: reference.predict(rgb).depth,
+        lambda rgb: candidate.predict(rgb).depth,
+        sample_photos(EVALUATION_PHOTOS),
+    )
+    return {name: {"absrel": s.absrel, "delta1": s.delta1} for name, s in scores.items()}
+
+
 def measure(cfg: WorkerConfig) -> dict[str, Any]:
     result = _measure_baseline(cfg) if cfg.baseline else _measure(cfg)
+    if cfg.reference_weights:
+        result["agreement_vs_fp32"] = _agreement(cfg)
     result["worker_peak_rss_mb"] = peak_rss_mb()
     result["config"] = asdict(cfg)
     return result

@@ -1,0 +1,101 @@
+"""``depthlite serve``: the HTTP API and web UI.
+
+Thin on purpose: flags -> :func:`depthlite.server.load_settings` -> the server's runner. Every
+flag defaults to None and only overrides what is given; the defaults, the environment
+variables and the validation all live in :class:`depthlite.server.Settings`. The server (and
+FastAPI, pydantic, uvicorn) is imported inside the handler, so the other commands stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from depthlite.cli.common import error
+from depthlite.errors import EXIT_FAILURE
+from depthlite.specs import BACKENDS, PRECISIONS, RESIZE_MODES
+
+__all__ = ["register"]
+
+_ENV_PREFIX = "DEPTHLITE_"
+# (flag dest, argparse type, metavar, help). Choices are checked by Settings, with one-line
+# messages that list them, rather than by argparse.
+_OPTIONS: tuple[tuple[str, type, str, str], ...] = (
+    ("host", str, "ADDR", "interface to listen on"),
+    ("port", int, "N", "TCP port (0: any free port)"),
+    ("model", str, "NAME", "model name"),
+    ("weights", str, "PATH", "serve this checkpoint (.pt) or ONNX file"),
+    ("backend", str, "NAME", f"runtime: {', '.join(BACKENDS)}"),
+    ("precision", str, "NAME", f"{', '.join(PRECISIONS)} (what the backend offers)"),
+    ("resize", str, "MODE", f"default resize mode: {', '.join(RESIZE_MODES)}"),
+    ("threads", int, "N", "intra-op threads of the model session"),
+    ("workers", int, "N", "inference worker threads"),
+    ("queue_size", int, "N", "requests that may wait for a worker (more: 503 at once)"),
+    ("queue_timeout", float, "SEC", "longest wait for a worker (then 503)"),
+    ("shutdown_timeout", float, "SEC", "time in-flight requests get on shutdown"),
+    ("max_body_bytes", int, "N", "largest request body (413 above)"),
+    ("max_pixels", int, "N", "largest image in pixels (413 above)"),
+    ("cors_origins", str, "LIST", "comma-separated origins allowed by CORS"),
+    ("api_key", str, "KEY", "require 'Authorization: Bearer KEY' (prefer the env variable)"),
+    ("log_format", str, "FMT", "plain or json"),
+    ("log_level", str, "LEVEL", "debug, info, warning or error"),
+)
+
+
+def _settings_default(dest: str) -> Any:
+    """The Settings default of a flag, or None if the server extra is not installed."""
+    try:
+        from depthlite.server.settings import Settings
+    except ImportError:
+        return None
+    field = Settings.model_fields.get(dest)
+    return None if field is None else field.default
+
+
+class _SettingsHelp(argparse.HelpFormatter):
+    """Shows each flag's default and environment variable, read from Settings.
+
+    Only ``depthlite serve --help`` formats this help, so only it pays for importing pydantic.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if not action.option_strings or action.dest == "help":
+            return text
+        env = f"{_ENV_PREFIX}{action.dest.upper()}"
+        default = _settings_default(action.dest)
+        if default in (None, ()):
+            return f"{text} (env {env})"
+        return f"{text} (default {default}; env {env})"
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "serve",
+        help="HTTP API and web UI (needs the 'server' extra)",
+        description="Serve the web UI at / and the API (docs at /docs). Flags override "
+        f"{_ENV_PREFIX}* environment variables. Stop with SIGTERM or Ctrl-C: in-flight "
+        "requests finish, new ones get 503.",
+        formatter_class=_SettingsHelp,
+    )
+    for dest, kind, metavar, text in _OPTIONS:
+        flag = "--" + dest.replace("_", "-")
+        p.add_argument(flag, dest=dest, type=kind, metavar=metavar, default=None, help=text)
+    p.add_argument("--offline", action="store_true", default=None, help="never download weights")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from depthlite.server.runner import serve
+        from depthlite.server.settings import load_settings
+    except ImportError as exc:
+        error(
+            f"the server needs the 'server' extra ({exc.name} is missing): "
+            "pip install 'depthlite[server]'"
+        )
+        return EXIT_FAILURE
+    names = [dest for dest, *_ in _OPTIONS] + ["offline"]
+    # A bad value raises InvalidOptionError: main prints one line and exits with 2.
+    settings = load_settings(**{name: getattr(args, name) for name in names})
+    return serve(settings)

@@ -1,0 +1,105 @@
+"""The app factory: ``create_app(settings, estimator=None)``.
+
+No module-level state: everything an app needs (estimator, worker pool, metrics registry,
+readiness) is created here and kept on ``app.state.service``, so several apps can live in one
+process (the tests do) and nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from depthlite._version import __version__
+from depthlite.estimator import DepthEstimator
+from depthlite.server.errors import install_error_handlers
+from depthlite.server.logs import configure_logging
+from depthlite.server.middleware import AccessMiddleware
+from depthlite.server.routes import depth, health, metrics, models, ui
+from depthlite.server.service import Service, build_estimator
+from depthlite.server.settings import Settings, load_settings
+
+__all__ = ["app_from_env", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+_DESCRIPTION = """\
+Monocular depth (MiDaS v2.1 small) on the CPU.
+
+`POST /v1/depth` with an image (multipart field `file`, or the raw bytes) returns its depth map:
+a colour PNG by default, or `format=jpeg|png16|npy|pfm|side|json`. Errors are JSON
+`{"error": code, "detail": sentence}`; 503 answers carry `Retry-After`.
+"""
+# Headers a browser page on another origin may read (the web UI shows timings and retries).
+_EXPOSED_HEADERS = [
+    "Retry-After",
+    "Server-Timing",
+    "X-Depth-Width",
+    "X-Depth-Height",
+    "Content-Disposition",
+]
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    service: Service = app.state.service
+    service.start()
+    logger.info(
+        "serving %s with %d worker(s), queue %d",
+        service.estimator,
+        service.settings.workers,
+        service.settings.queue_size,
+    )
+    try:
+        yield
+    finally:
+        await service.stop()
+
+
+def create_app(
+    settings: Settings | None = None, estimator: DepthEstimator | None = None
+) -> FastAPI:
+    """A new app. ``estimator`` replaces the one ``settings`` describe (tests inject theirs).
+
+    Nothing is loaded here: the lifespan start-up starts the workers and loads and warms the
+    model in the background (``/readyz`` turns 200 when done).
+    """
+    settings = settings if settings is not None else Settings()
+    service = Service(settings, estimator if estimator is not None else build_estimator(settings))
+    app = FastAPI(
+        title="depthlite",
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=_lifespan,
+    )
+    app.state.service = service
+    install_error_handlers(app)
+    for module in (depth, models, health, metrics):
+        app.include_router(module.router())
+    app.include_router(ui.router())
+    ui.mount_static(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=_EXPOSED_HEADERS,
+        )
+    # Added last, so it is the outermost: it sees every request, CORS preflights included.
+    app.add_middleware(AccessMiddleware, metrics=service.metrics)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """For ``uvicorn --factory depthlite.server:app_from_env``: settings from the environment.
+
+    Configures logging too, since no ``depthlite serve`` does it in that case.
+    """
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    return create_app(settings)

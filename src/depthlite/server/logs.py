@@ -1,0 +1,82 @@
+"""Server logging: plain text or JSON lines, and the access log record.
+
+Access records carry their fields as ``extra`` attributes (method, path, status, duration_ms,
+client, route) so the JSON formatter emits them as keys and the plain formatter as one line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+__all__ = ["ACCESS_LOGGER", "JsonFormatter", "access_log", "configure_logging"]
+
+ACCESS_LOGGER = "depthlite.server.access"
+_ACCESS_FIELDS = ("method", "path", "route", "status", "duration_ms", "client")
+_PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, plus access fields if any."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in _ACCESS_FIELDS:
+            if key in record.__dict__:
+                payload[key] = record.__dict__[key]
+        if record.exc_info:
+            payload["exc_info"] = self.formatException(record.exc_info)
+        # default=str: a stray non-JSON value in a message argument must not lose the line.
+        return json.dumps(payload, default=str, ensure_ascii=False)
+
+
+def configure_logging(log_format: str, level: str) -> None:
+    """Route every logger (ours, uvicorn's) through one stderr handler in the chosen format.
+
+    Called by ``depthlite serve`` (or :func:`depthlite.server.app_from_env`), never by
+    ``create_app``: an app factory must not reconfigure the logging of the process it is
+    imported into.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = JsonFormatter() if log_format == "json" else logging.Formatter(_PLAIN_FORMAT)
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    # uvicorn's own loggers propagate to the root once it is started with log_config=None;
+    # its access log is off (ours has the timings and the route).
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+
+
+def access_log(
+    *, method: str, path: str, route: str, status: int, duration_ms: float, client: str | None
+) -> None:
+    """One access record; probes and scrapes go at DEBUG so they do not drown the log."""
+    quiet = route in {"/healthz", "/readyz", "/metrics"} and status < 400
+    logging.getLogger(ACCESS_LOGGER).log(
+        logging.DEBUG if quiet else logging.INFO,
+        '%s "%s %s" %d %.1f ms',
+        client or "-",
+        method,
+        path,
+        status,
+        duration_ms,
+        extra={
+            "method": method,
+            "path": path,
+            "route": route,
+            "status": status,
+            "duration_ms": round(duration_ms, 3),
+            "client": client,
+        },
+    )

@@ -1,0 +1,65 @@
+"""The outermost middleware: access log, request counts and latency, in-flight gauge.
+
+Pure ASGI rather than ``BaseHTTPMiddleware``: that one buffers streaming responses and runs
+the app in a separate task, which changes cancellation and error propagation.
+"""
+
+from __future__ import annotations
+
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from depthlite.server.logs import access_log
+from depthlite.server.metrics import ServerMetrics
+
+__all__ = ["AccessMiddleware"]
+
+# Label for requests no route matched: raw paths would give unbounded label cardinality.
+UNMATCHED = "unmatched"
+
+
+def route_label(scope: Scope) -> str:
+    """The matched route's path template ("/v1/depth", "/static"), never the raw path."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) and path else UNMATCHED
+
+
+class AccessMiddleware:
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        # If the app raises before answering, Starlette's outer error middleware sends a 500.
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            self.metrics.in_flight.dec()
+            seconds = time.perf_counter() - start
+            route = route_label(scope)
+            method = scope["method"]
+            self.metrics.observe_request(route, method, status, seconds)
+            client = scope.get("client")
+            access_log(
+                method=method,
+                path=scope["path"],
+                route=route,
+                status=status,
+                duration_ms=seconds * 1000.0,
+                client=f"{client[0]}:{client[1]}" if client else None,
+            )

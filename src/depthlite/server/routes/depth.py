@@ -1,0 +1,128 @@
+"""``POST /v1/depth``: an image in, a depth map (or its statistics) out.
+
+The handler only does I/O on the event loop (reading the bounded body, writing the answer);
+decoding, inference and encoding run together as one job on the worker pool.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from depthlite.colorize import DEFAULT_COLORMAP
+from depthlite.server.deps import ApiKey, AvailableService
+from depthlite.server.render import MEDIA_TYPES, DepthJob, render_depth, server_timing
+from depthlite.server.schemas import (
+    ColormapName,
+    DepthSummary,
+    ErrorBody,
+    OutputFormat,
+    PrecisionName,
+    ResizeMode,
+)
+from depthlite.server.upload import FILE_FIELD, read_upload
+
+__all__ = ["router"]
+
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+# The body is read by hand (to bound it while reading), so OpenAPI is told its shape here.
+_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": f"the image: a multipart field {FILE_FIELD!r}, or the raw bytes",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {FILE_FIELD: {"type": "string", "format": "binary"}},
+                    "required": [FILE_FIELD],
+                }
+            },
+            "application/octet-stream": _BINARY,
+            "image/*": _BINARY,
+        },
+    }
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        401: "missing or wrong API key",
+        413: "body or image too large",
+        415: "not an image, or an unsupported format",
+        422: "corrupt image, or an invalid parameter value",
+        503: "overloaded, queue timeout, not ready or shutting down (Retry-After)",
+    }.items()
+}
+_TIMING_HEADERS = {
+    "Server-Timing": {"description": "decode, preprocess, inference, postprocess, encode, queue"},
+    "X-Depth-Width": {"description": "width of the depth map"},
+    "X-Depth-Height": {"description": "height of the depth map"},
+}
+_OK: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the depth map in the requested format",
+        "headers": _TIMING_HEADERS,
+        "content": {
+            **{media: {} for media in dict.fromkeys(MEDIA_TYPES.values())},
+            "application/json": {"schema": DepthSummary.model_json_schema()},
+        },
+    }
+}
+
+
+def router() -> APIRouter:
+    api = APIRouter(prefix="/v1", tags=["depth"], dependencies=[ApiKey])
+
+    @api.post(
+        "/depth",
+        summary="Depth map of one image",
+        response_class=Response,
+        responses={**_OK, **_ERRORS},
+        openapi_extra=_REQUEST_BODY,
+    )
+    async def depth(
+        request: Request,
+        service: AvailableService,
+        *,
+        fmt: Annotated[
+            OutputFormat,
+            Query(
+                alias="format",
+                description="color/side: colour PNG; jpeg: colour JPEG; png16: 16-bit PNG; "
+                "npy/pfm: float32 arrays; json: statistics and timings",
+            ),
+        ] = "color",
+        colormap: Annotated[ColormapName, Query(description="colour map")] = DEFAULT_COLORMAP,
+        resize: Annotated[
+            ResizeMode | None, Query(description="default: the server's --resize")
+        ] = None,
+        precision: Annotated[
+            PrecisionName | None, Query(description="must be one the server loaded")
+        ] = None,
+    ) -> Response:
+        service.check_precision(precision)
+        upload = await read_upload(request, service.settings.max_body_bytes)
+        job = DepthJob(
+            data=upload.data,
+            fmt=fmt,
+            colormap=colormap,
+            resize=resize,
+            max_pixels=service.settings.max_pixels,
+            submitted=time.perf_counter(),
+            source=upload.source,
+            stem=upload.stem or "depth",
+        )
+        rendered = await service.pool.submit(render_depth, service.estimator, job)
+        service.metrics.observe_stages(rendered.timings)
+        disposition = "attachment" if rendered.attachment else "inline"
+        headers = {
+            "Server-Timing": server_timing(rendered.timings),
+            "X-Depth-Width": str(rendered.width),
+            "X-Depth-Height": str(rendered.height),
+            "Content-Disposition": f'{disposition}; filename="{rendered.filename}"',
+        }
+        return Response(rendered.content, media_type=rendered.media_type, headers=headers)
+
+    return api

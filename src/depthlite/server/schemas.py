@@ -1,0 +1,119 @@
+"""The API's vocabulary: parameter enums (generated from the library's tables) and bodies.
+
+Every enum here is built from the library's single sources of truth (``depthlite.specs``,
+``depthlite.colorize.COLORMAPS``, ``depthlite.imageio.OUTPUT_FORMATS``), so a new colour map
+or output format appears in the API and its OpenAPI document without an edit here.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from depthlite.colorize import COLORMAPS
+from depthlite.imageio import OUTPUT_FORMATS
+from depthlite.specs import PRECISIONS, RESIZE_MODES
+
+__all__ = [
+    "API_FORMATS",
+    "COLORMAP_NAMES",
+    "ColormapName",
+    "DepthSummary",
+    "ErrorBody",
+    "HealthBody",
+    "InputPolicyInfo",
+    "ModelFileInfo",
+    "ModelInfo",
+    "ModelsBody",
+    "OutputFormat",
+    "PrecisionName",
+    "ReadyBody",
+    "ResizeMode",
+]
+
+# The library's file formats plus two the API adds: the colour map as JPEG, and statistics.
+API_FORMATS: tuple[str, ...] = (*OUTPUT_FORMATS, "jpeg", "json")
+COLORMAP_NAMES: tuple[str, ...] = tuple(sorted(COLORMAPS))
+
+# Literal[tuple] is how typing spells "one of these runtime values"; FastAPI turns it into an
+# OpenAPI enum and answers anything else with a 422.
+OutputFormat = Literal[API_FORMATS]  # type: ignore[valid-type]
+ColormapName = Literal[COLORMAP_NAMES]  # type: ignore[valid-type]
+ResizeMode = Literal[RESIZE_MODES]  # type: ignore[valid-type]
+PrecisionName = Literal[PRECISIONS]  # type: ignore[valid-type]
+
+
+class ErrorBody(BaseModel):
+    """Every error: a stable machine-readable code and a human sentence."""
+
+    error: str = Field(examples=["unsupported_media_type"])
+    detail: str = Field(examples=["not a recognised image; supported formats: JPEG, PNG"])
+
+
+class DepthSummary(BaseModel):
+    """``format=json``: statistics of the depth map instead of the map itself."""
+
+    width: int
+    height: int
+    min: float | None
+    max: float | None
+    mean: float | None
+    percentiles: dict[str, float | None] = Field(description='keys "1", "5", "50", "95", "99"')
+    network_input: tuple[int, int] = Field(description="[height, width] the network ran at")
+    model: str
+    backend: str
+    precision: str
+    resize: str
+    timings_ms: dict[str, float]
+
+
+class InputPolicyInfo(BaseModel):
+    size: int
+    multiple_of: int
+    resize: str
+    mean: tuple[float, float, float] | None
+    std: tuple[float, float, float] | None
+
+
+class ModelFileInfo(BaseModel):
+    name: str = Field(description="file name (the full path stays private)")
+    origin: str = Field(description="converted | official-onnx | checkpoint | user")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    description: str
+    output: str
+    backend: str
+    precision: str
+    precisions: list[str] = Field(description="precisions this server answers (query param)")
+    resize: str = Field(description="default resize mode")
+    threads: int | None
+    loaded: bool
+    ready: bool = Field(description="loaded and warmed up")
+    input_policy: InputPolicyInfo | None
+    model_file: ModelFileInfo | None
+
+
+class ModelsBody(BaseModel):
+    version: str
+    models: list[ModelInfo]
+    formats: list[str]
+    colormaps: list[str]
+    default_colormap: str
+    resize_modes: list[str]
+    workers: int
+    queue_size: int
+    max_body_bytes: int
+    max_pixels: int
+
+
+class HealthBody(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyBody(BaseModel):
+    status: Literal["ready"] = "ready"
+    model: str
+    warmup_ms: float

@@ -1,0 +1,179 @@
+"""What one app instance owns: settings, the shared estimator, the pool, metrics, lifecycle.
+
+Lifecycle: ``start`` (lifespan start-up) starts the workers and loads + warms the model in a
+background thread, so ``/healthz`` answers at once and ``/readyz`` says when the model is ready;
+requests before that get 503 ``not_ready`` and never pay for the load. ``begin_shutdown`` (the
+first SIGTERM) makes new requests 503 ``shutting_down``; ``stop`` (lifespan shutdown) lets the
+admitted work finish, up to ``shutdown_timeout``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+
+import numpy as np
+
+from depthlite._version import __version__
+from depthlite.errors import DepthliteError, InvalidOptionError
+from depthlite.estimator import DepthEstimator
+from depthlite.server.exceptions import (
+    ModelUnavailableError,
+    NotReadyError,
+    ShuttingDownError,
+)
+from depthlite.server.metrics import ServerMetrics
+from depthlite.server.pool import WorkerPool
+from depthlite.server.schemas import InputPolicyInfo, ModelFileInfo, ModelInfo
+from depthlite.server.settings import Settings
+
+__all__ = ["Service", "build_estimator"]
+
+logger = logging.getLogger(__name__)
+
+# Warm-up inputs (height, width): landscape, portrait and square photos give the three network
+# shapes keep_aspect produces most (192x256, 256x192, 256x256); ONNX Runtime's first run of
+# each shape is the slow one.
+_WARMUP_SHAPES = ((480, 640), (640, 480), (256, 256))
+
+
+def build_estimator(settings: Settings) -> DepthEstimator:
+    """The estimator ``settings`` describe; nothing is loaded yet."""
+    return DepthEstimator(
+        settings.model,
+        settings.backend,
+        settings.precision,
+        resize=settings.resize,
+        threads=settings.threads,
+        weights=settings.weights,
+        offline=settings.offline,
+        max_pixels=settings.max_pixels,
+        progress=False,
+    )
+
+
+def _warmup_image(height: int, width: int) -> np.ndarray:
+    # A smooth gradient: deterministic, and closer to a photo than noise or a flat grey.
+    ys = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+    xs = np.linspace(0, 255, width, dtype=np.float32)[None, :]
+    grey = (ys + xs) / 2
+    rgb = np.stack([grey, xs.repeat(height, 0), ys.repeat(width, 1)], axis=-1)
+    return np.ascontiguousarray(rgb.astype(np.uint8))
+
+
+class Service:
+    """State shared by every request of one app (``app.state.service``)."""
+
+    def __init__(self, settings: Settings, estimator: DepthEstimator) -> None:
+        self.settings = settings
+        self.estimator = estimator
+        self.pool = WorkerPool(settings.workers, settings.queue_size, settings.queue_timeout)
+        self.metrics = ServerMetrics(self.pool.stats, self.is_ready)
+        self._ready = threading.Event()
+        self._draining = threading.Event()
+        self._load_error: BaseException | None = None
+        self._warmup_ms = 0.0
+        self._model_info: ModelInfo | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Start the workers and the background load + warm-up (returns at once)."""
+        self.pool.start()
+        # Daemon: an estimator stuck in load() must not block interpreter exit.
+        threading.Thread(target=self._warm_up, name="depthlite-warmup", daemon=True).start()
+
+    def _warm_up(self) -> None:
+        start = time.perf_counter()
+        try:
+            self.estimator.load()
+            for height, width in _WARMUP_SHAPES:
+                self.estimator.predict(_warmup_image(height, width), source="<warm-up>")
+            self._model_info = self._describe(loaded=True)
+        except BaseException as exc:  # reported by /readyz and every request, never raised
+            self._load_error = exc
+            logger.error(
+                "model failed to load: %s", exc, exc_info=not isinstance(exc, DepthliteError)
+            )
+            return
+        self._warmup_ms = (time.perf_counter() - start) * 1000.0
+        self._ready.set()
+        logger.info("model %s ready (load + warm-up %.0f ms)", self.estimator, self._warmup_ms)
+
+    def begin_shutdown(self) -> None:
+        """From now on new requests get 503; safe from a signal handler or any thread."""
+        if not self._draining.is_set():
+            logger.info("shutting down: finishing in-flight requests, refusing new ones")
+        self._draining.set()
+
+    async def stop(self) -> None:
+        """Refuse new work and wait for admitted work, up to ``shutdown_timeout``."""
+        self.begin_shutdown()
+        stats = self.pool.stats()
+        if stats.busy or stats.queued:
+            logger.info("waiting for %d running and %d queued job(s)", stats.busy, stats.queued)
+        if not await self.pool.drain(self.settings.shutdown_timeout):
+            logger.warning(
+                "shutdown timeout (%g s) reached with work still running",
+                self.settings.shutdown_timeout,
+            )
+
+    # ------------------------------------------------------------------ state
+    def is_ready(self) -> bool:
+        return self._ready.is_set()
+
+    @property
+    def draining(self) -> bool:
+        return self._draining.is_set()
+
+    @property
+    def warmup_ms(self) -> float:
+        return self._warmup_ms
+
+    def check_available(self) -> None:
+        """Raise the 503 that explains why requests cannot be served now, if any."""
+        if self._draining.is_set():
+            raise ShuttingDownError("the server is shutting down")
+        if self._load_error is not None:
+            raise ModelUnavailableError(f"the model failed to load: {self._load_error}")
+        if not self._ready.is_set():
+            raise NotReadyError("the model is loading or warming up; try again shortly")
+
+    def check_precision(self, precision: str | None) -> None:
+        """A request's ``precision`` must be the one this server loaded."""
+        if precision is not None and precision != self.estimator.precision:
+            raise InvalidOptionError(
+                f"precision {precision!r} is not available on this server; it runs "
+                f"{self.estimator.precision!r} (start it with --precision to change that)"
+            )
+
+    def model_info(self) -> ModelInfo:
+        """What /v1/models shows; never loads the model (that would block the event loop)."""
+        return self._model_info or self._describe(loaded=False)
+
+    def _describe(self, *, loaded: bool) -> ModelInfo:
+        est = self.estimator
+        policy = file = None
+        if loaded:
+            # Only called from the warm-up thread, once the session exists.
+            policy = InputPolicyInfo(**dataclasses.asdict(est.input_policy()))
+            file = ModelFileInfo(name=est.model_file.path.name, origin=est.model_file.origin)
+        return ModelInfo(
+            name=est.spec.name,
+            description=est.spec.description,
+            output=est.spec.output,
+            backend=est.backend_name,
+            precision=est.precision,
+            precisions=[est.precision],
+            resize=est.resize,
+            threads=est.threads,
+            loaded=loaded,
+            ready=loaded,
+            input_policy=policy,
+            model_file=file,
+        )
+
+    @property
+    def version(self) -> str:
+        return __version__

@@ -1,0 +1,139 @@
+"""Server settings: one class, read from ``DEPTHLITE_*`` environment variables and CLI flags.
+
+This class is the single source of truth for the server's defaults: ``depthlite serve`` flags
+default to None and only override what is given, and the choices (backends, precisions, resize
+modes, models) are validated with the same functions the library uses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from depthlite.errors import InvalidOptionError
+from depthlite.imageio import DEFAULT_MAX_PIXELS
+from depthlite.specs import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    DEFAULT_MODEL,
+    DEFAULT_PRECISION,
+    DEFAULT_RESIZE,
+    RESIZE_MODES,
+    check_choice,
+    check_precision,
+    get_spec,
+)
+
+__all__ = ["ENV_PREFIX", "LOG_FORMATS", "LOG_LEVELS", "Settings", "load_settings"]
+
+ENV_PREFIX = "DEPTHLITE_"
+LOG_FORMATS = ("plain", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+# Fields whose values must never be echoed in an error message.
+_SECRET_FIELDS = frozenset({"api_key"})
+
+
+class Settings(BaseSettings):
+    """Everything ``depthlite serve`` can be told; env ``DEPTHLITE_<FIELD>`` (upper case)."""
+
+    # env_ignore_empty: "DEPTHLITE_THREADS=" means "not set", not "invalid integer".
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True, extra="forbid"
+    )
+
+    host: str = Field("127.0.0.1", description="interface to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port (0: any free port)")
+    model: str = Field(DEFAULT_MODEL, description="model name")
+    weights: Path | None = Field(None, description="checkpoint (.pt) or ONNX file to serve")
+    offline: bool | None = Field(None, description="never download weights")
+    backend: str = Field(DEFAULT_BACKEND, description=f"runtime: {', '.join(BACKENDS)}")
+    precision: str = Field(DEFAULT_PRECISION, description="precision the backend runs")
+    resize: str = Field(DEFAULT_RESIZE, description=f"default resize: {', '.join(RESIZE_MODES)}")
+    threads: int | None = Field(None, ge=1, description="intra-op threads of the model session")
+    workers: int = Field(1, ge=1, description="inference worker threads")
+    queue_size: int = Field(8, ge=0, description="requests that may wait for a worker")
+    queue_timeout: float = Field(10.0, gt=0, description="seconds a request may wait (503 after)")
+    shutdown_timeout: float = Field(30.0, ge=0, description="seconds in-flight requests get")
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1, description="largest request body")
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="largest image, in pixels")
+    # NoDecode: the env value is a comma-separated list, not JSON.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="comma-separated origins allowed by CORS (none: CORS off)"
+    )
+    api_key: SecretStr | None = Field(None, description="require 'Authorization: Bearer KEY'")
+    log_format: Literal["plain", "json"] = Field("plain", description="plain text or JSON lines")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        return get_spec(value).name  # aliases become the canonical name
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        return check_choice("backend", value, BACKENDS)
+
+    @field_validator("resize")
+    @classmethod
+    def _known_resize(cls, value: str) -> str:
+        return check_choice("resize", value, RESIZE_MODES)
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: Any) -> Any:
+        # An empty key would accept "Authorization: Bearer " and look like protection.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _precision_for_backend(self) -> Settings:
+        check_precision(self.backend, self.precision)
+        return self
+
+    @property
+    def queue_capacity(self) -> int:
+        """Requests admitted at once: running plus waiting."""
+        return self.workers + self.queue_size
+
+
+def _describe(error: dict[str, Any]) -> str:
+    field = ".".join(str(part) for part in error["loc"])
+    # A ValueError raised by our validators (InvalidOptionError) already names the option.
+    cause = error.get("ctx", {}).get("error")
+    message = str(cause) if isinstance(cause, Exception) else error["msg"]
+    if not field:
+        return message
+    flag = f"--{field.replace('_', '-')}"
+    where = f"{field} ({flag} / {ENV_PREFIX}{field.upper()})"
+    if field in _SECRET_FIELDS or error["type"] == "extra_forbidden":
+        return f"{where}: {message}"
+    return f"{where}={error.get('input')!r}: {message}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment with ``overrides`` on top (None values are ignored).
+
+    A bad value raises :class:`~depthlite.errors.InvalidOptionError` (CLI exit code 2) with a
+    one-line message naming the setting, its flag and its environment variable.
+    """
+    given = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(error) for error in exc.errors())  # type: ignore[arg-type]
+        raise InvalidOptionError(f"invalid server setting: {problems}") from None

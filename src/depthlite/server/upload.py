@@ -1,0 +1,111 @@
+"""Read the image of a request: a multipart ``file`` field or the raw body, size-bounded.
+
+The byte limit is enforced while reading, never after: a declared ``Content-Length`` above it
+is refused before a byte is read, and the receive channel itself counts bytes, so a chunked or
+lying client is cut off as soon as it crosses the limit. Only bounded bodies reach memory.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.types import Message, Receive
+
+from depthlite.server.exceptions import BodyTooLargeError, MissingImageError
+
+__all__ = ["FILE_FIELD", "Upload", "read_upload"]
+
+FILE_FIELD = "file"
+# The only text fields a client has reason to send along; more is a malformed request.
+_MAX_FORM_FIELDS = 8
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_MAX_STEM = 100
+
+
+@dataclass(frozen=True)
+class Upload:
+    """The image bytes and, for a multipart upload, a safe stem of the client's file name."""
+
+    data: bytes | bytearray
+    stem: str | None = None
+    source: str = "<body>"
+
+
+def _safe_stem(filename: str | None) -> str | None:
+    """A file-name stem fit for a Content-Disposition header (ASCII, no path, no quotes)."""
+    if not filename:
+        return None
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+    stem = _UNSAFE_NAME.sub("_", stem).strip("._")[:_MAX_STEM]
+    return stem or None
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    received = 0
+
+    async def receive_within_limit() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise BodyTooLargeError(limit)
+        return message
+
+    return receive_within_limit
+
+
+def _declared_length(request: Request) -> int | None:
+    value = request.headers.get("content-length", "")
+    return int(value) if value.isdigit() else None
+
+
+async def _read_multipart(request: Request) -> Upload:
+    async with request.form(max_files=1, max_fields=_MAX_FORM_FIELDS) as form:
+        part = form.get(FILE_FIELD)
+        if not isinstance(part, UploadFile):
+            raise MissingImageError(
+                f"the multipart form has no {FILE_FIELD!r} file field; "
+                f"send the image as -F {FILE_FIELD}=@photo.jpg"
+            )
+        # Bounded by the body limit. UploadFile.read moves to a thread once spooled to disk.
+        data = await part.read()
+        stem = _safe_stem(part.filename)
+    if not data:
+        raise MissingImageError(f"the {FILE_FIELD!r} field is empty")
+    # The client's name, shortened, so error messages say which upload failed.
+    return Upload(data, stem, source=(part.filename or f"<{FILE_FIELD}>")[:_MAX_STEM])
+
+
+async def _read_raw(request: Request) -> Upload:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+    if not body:
+        raise MissingImageError(
+            f"the request has no body; send an image as the body or as a multipart "
+            f"{FILE_FIELD!r} field"
+        )
+    return Upload(body)
+
+
+async def read_upload(request: Request, limit: int) -> Upload:
+    """The image of ``request``; :class:`BodyTooLargeError` past ``limit`` bytes.
+
+    ``multipart/form-data`` bodies must carry the image in the ``file`` field; any other
+    content type is taken as the image itself (curl's ``--data-binary`` sends
+    ``application/x-www-form-urlencoded``, so the declared type is not trusted; the bytes
+    are sniffed when decoded).
+    """
+    declared = _declared_length(request)
+    if declared is not None and declared > limit:
+        raise BodyTooLargeError(limit)
+    bounded = Request(request.scope, _limited(request.receive, limit))
+    content_type = request.headers.get("content-type", "").lower()
+    if content_type.startswith("multipart/form-data"):
+        return await _read_multipart(bounded)
+    return await _read_raw(bounded)

@@ -1,0 +1,535 @@
+"""The web UI end to end: headless Chromium (Selenium) against a real ``depthlite serve``.
+
+The server runs as a subprocess on a free 127.0.0.1 port with the synthetic converted model;
+the browser is Debian's Chromium with its matching ChromeDriver, passed explicitly so Selenium
+Manager never goes to the network. Every wait is bounded and both processes are stopped.
+
+``DEPTHLITE_WEBUI_SCREENSHOT=1 pytest tests/test_webui.py`` also refreshes ``docs/webui.png``
+(the README's screenshot); otherwise the screenshot only goes to the test's tmp dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+pytestmark = pytest.mark.browser
+
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS_SCREENSHOT = ROOT / "docs" / "webui.png"
+CHROMIUM = os.environ.get("DEPTHLITE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = (
+    os.environ.get("DEPTHLITE_CHROMEDRIVER")
+    or shutil.which("chromedriver")
+    or "/usr/bin/chromedriver"
+)
+CHROME_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--no-proxy-server",
+    "--hide-scrollbars",
+    "--window-size=1280,800",
+)
+COMPARE_POS = (
+    "getComputedStyle(document.getElementById('compare')).getPropertyValue('--pos').trim()"
+)
+WAIT = 30.0  # seconds: the upper bound of every wait (the first inference warms the model up)
+SERVER_START = 90.0
+DESKTOP = (1280, 800)
+PHONE = (390, 844)
+INPUT_SIZE = (320, 200)
+API_KEY = "webui-test-key"
+# The opener never uses a proxy: the only host these tests talk to is 127.0.0.1.
+_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+# ---------------------------------------------------------------------------------- server
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with _LOCAL.open(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@contextmanager
+def _serve(weights: Path, home: Path, api_key: str | None = None) -> Iterator[str]:
+    """``depthlite serve`` on a free port; yields its base URL once the model is ready."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPTHLITE_")}
+    env.update(DEPTHLITE_HOME=str(home), DEPTHLITE_OFFLINE="1")
+    if api_key:
+        env["DEPTHLITE_API_KEY"] = api_key
+    log_path = home / "server.log"
+    command = [sys.executable, "-m", "depthlite.cli.main", "serve"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--weights", str(weights)]
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            deadline = time.monotonic() + SERVER_START
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(f"depthlite serve exited ({proc.returncode}):\n{_tail(log_path)}")
+                try:
+                    # Ready means the model is loaded and warmed up, not only listening.
+                    status, _ = _get(f"{base}/readyz", headers)
+                    if status == 404:
+                        status, _ = _get(f"{base}/v1/models", headers)
+                except OSError:
+                    status = 0
+                if status == 200:
+                    break
+                if time.monotonic() > deadline:
+                    pytest.fail(f"depthlite serve did not answer in time:\n{_tail(log_path)}")
+                time.sleep(0.2)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture(scope="module")
+def server(converted_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with _serve(converted_onnx, tmp_path_factory.mktemp("webui_home")) as base:
+        yield base
+
+
+# ---------------------------------------------------------------------------------- browser
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
+        # A failure, not a skip: .ci/run installs both, and a skipped browser test would let
+        # a broken page land unnoticed. Locally: deselect with -m "not browser".
+        pytest.fail("needs Chromium and ChromeDriver: apt-get install chromium chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # An explicit driver path: Selenium Manager is never consulted (no downloads).
+    service = Service(executable_path=CHROMEDRIVER)
+    driver = webdriver.Chrome(service=service, options=options)
+    try:
+        driver.set_page_load_timeout(WAIT)
+        driver.set_script_timeout(WAIT)
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _viewport(driver: WebDriver, size: tuple[int, int], mobile: bool = False) -> None:
+    width, height = size
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile},
+    )
+    driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": mobile})
+
+
+@pytest.fixture
+def open_page(browser: WebDriver) -> Callable[..., WebDriver]:
+    """Load the UI fresh (no stored preferences or key) at a viewport size."""
+
+    def load(base: str, size: tuple[int, int] = DESKTOP, mobile: bool = False) -> WebDriver:
+        _viewport(browser, size, mobile)
+        browser.get(f"{base}/static/icon.svg")  # same origin: clear what earlier tests stored
+        browser.execute_script("localStorage.clear(); sessionStorage.clear();")
+        browser.get(f"{base}/")
+        browser.get_log("browser")  # drop earlier entries
+        _until(browser, "document.getElementById('colormap').dataset.ready === 'true'")
+        return browser
+
+    return load
+
+
+def _until(driver: WebDriver, script: str, what: str | None = None) -> Any:
+    """Wait until a JavaScript expression is truthy; returns its value."""
+    try:
+        return WebDriverWait(driver, WAIT, poll_frequency=0.1).until(
+            lambda d: d.execute_script(f"return ({script});")
+        )
+    except TimeoutException:
+        status = driver.execute_script(
+            "const s = document.getElementById('status'), e = document.getElementById('error');"
+            "return [s && s.textContent, e && !e.hidden && e.textContent];"
+        )
+        pytest.fail(f"timed out waiting for {what or script}; page status/error: {status}")
+
+
+def _upload(driver: WebDriver, path: Path) -> None:
+    driver.find_element(By.ID, "file-input").send_keys(str(path))
+
+
+def _wait_result(driver: WebDriver, colormap: str | None = None) -> None:
+    condition = (
+        "document.getElementById('stage').dataset.state === 'ready'"
+        " && document.getElementById('stage').dataset.busy === 'false'"
+        " && document.getElementById('depth-img').complete"
+        " && document.getElementById('depth-img').naturalWidth > 0"
+    )
+    if colormap:
+        condition += f" && document.getElementById('depth-img').dataset.colormap === '{colormap}'"
+    _until(driver, condition, f"the depth image ({colormap or 'any colour map'})")
+
+
+def _natural_size(driver: WebDriver, element_id: str) -> tuple[int, int]:
+    w, h = driver.execute_script(
+        "const i = document.getElementById(arguments[0]);return [i.naturalWidth, i.naturalHeight];",
+        element_id,
+    )
+    return int(w), int(h)
+
+
+def _pixels(driver: WebDriver) -> list[int]:
+    """A few RGB samples of the displayed depth image."""
+    return driver.execute_script(
+        """
+        const img = document.getElementById('depth-img');
+        const c = document.createElement('canvas');
+        c.width = img.naturalWidth; c.height = img.naturalHeight;
+        const ctx = c.getContext('2d');
+        ctx.drawImage(img, 0, 0);
+        const out = [];
+        for (const [fx, fy] of [[.25, .25], [.5, .5], [.75, .75], [.1, .9], [.9, .1]]) {
+          const x = Math.floor(fx * c.width), y = Math.floor(fy * c.height);
+          const d = ctx.getImageData(x, y, 1, 1).data;
+          out.push(d[0], d[1], d[2]);
+        }
+        return out;
+        """
+    )
+
+
+def _no_horizontal_overflow(driver: WebDriver) -> None:
+    scroll, inner = driver.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth];"
+    )
+    assert scroll <= inner, f"horizontal overflow: scrollWidth {scroll} > innerWidth {inner}"
+
+
+def _js_errors(driver: WebDriver) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e.get("source") == "javascript"]
+
+
+# ---------------------------------------------------------------------------------- inputs
+
+
+def _scene(path: Path, size: tuple[int, int] = INPUT_SIZE) -> Path:
+    """A small synthetic landscape: sky, hills, ground and two balls."""
+    w, h = size
+    yy = np.linspace(0.0, 1.0, h)[:, None, None]
+    sky = (1 - yy) * np.array([120, 160, 215]) + yy * np.array([245, 215, 180])
+    img = np.broadcast_to(sky, (h, w, 3)).astype(np.uint8).copy()
+    im = Image.fromarray(img)
+    draw = ImageDraw.Draw(im)
+    horizon = int(h * 0.58)
+    hills = [(0, horizon)] + [
+        (x, int(horizon - 28 - 18 * np.sin(x / 23.0) - 9 * np.sin(x / 7.0)))
+        for x in range(0, w + 8, 8)
+    ]
+    draw.polygon([*hills, (w, horizon)], fill=(110, 125, 150))
+    for row in range(horizon, h):
+        t = (row - horizon) / max(1, h - horizon)
+        draw.line(
+            [(0, row), (w, row)], fill=(int(140 - 60 * t), int(165 - 60 * t), int(105 - 50 * t))
+        )
+    draw.ellipse([w * 0.18, h * 0.6, w * 0.42, h * 0.98], fill=(215, 90, 60))
+    draw.ellipse([w * 0.62, h * 0.55, w * 0.74, h * 0.74], fill=(60, 120, 215))
+    im.save(path)
+    return path
+
+
+# ---------------------------------------------------------------------------------- tests
+
+
+def test_upload_shows_depth_and_colormap_re_requests(
+    open_page: Callable[..., WebDriver], server: str, tmp_path: Path
+) -> None:
+    driver = open_page(server)
+
+    # The colour maps come from the server's schema, with inferno selected.
+    status, body = _get(f"{server}/openapi.json")
+    assert status == 200
+    params = json.loads(body)["paths"]["/v1/depth"]["post"]["parameters"]
+    schema = next(p for p in params if p["name"] == "colormap")["schema"]
+    offered = [
+        o.get_attribute("value") for o in Select(driver.find_element(By.ID, "colormap")).options
+    ]
+    assert len(offered) > 1
+    assert set(offered) == set(_enum(json.loads(body), schema))
+    assert driver.find_element(By.ID, "colormap").get_attribute("value") == "inferno"
+
+    # The header names the served model.
+    status, body = _get(f"{server}/v1/models")
+    model = json.loads(body)["models"][0]
+    _until(driver, "document.getElementById('model-info').dataset.state === 'ok'", "model info")
+    header = driver.find_element(By.ID, "model-info").text
+    assert model["name"] in header
+    assert model["backend"] in header
+
+    _upload(driver, _scene(tmp_path / "garden.png"))
+    _wait_result(driver, "inferno")
+    assert _natural_size(driver, "depth-img") == INPUT_SIZE
+    assert _natural_size(driver, "original-img") == INPUT_SIZE
+    assert "Depth ready" in driver.find_element(By.ID, "status").text
+    timing = driver.find_element(By.ID, "timing-list").text
+    assert "inference" in timing
+    assert "ms" in driver.find_element(By.ID, "latency-total").text
+    assert driver.find_element(By.ID, "legend").is_displayed()
+
+    shot = tmp_path / "webui.png"
+    driver.execute_script("window.scrollTo(0, 0); document.activeElement.blur();")
+    driver.save_screenshot(str(shot))
+    with Image.open(shot) as im:
+        assert im.size == DESKTOP
+    if os.environ.get("DEPTHLITE_WEBUI_SCREENSHOT"):
+        shutil.copyfile(shot, DOCS_SCREENSHOT)
+
+    # Another colour map re-requests the depth of the same image.
+    before_src = driver.find_element(By.ID, "depth-img").get_attribute("src")
+    before_pixels = _pixels(driver)
+    other = "viridis" if "viridis" in offered else next(v for v in offered if v != "inferno")
+    Select(driver.find_element(By.ID, "colormap")).select_by_value(other)
+    _wait_result(driver, other)
+    assert driver.find_element(By.ID, "depth-img").get_attribute("src") != before_src
+    assert _natural_size(driver, "depth-img") == INPUT_SIZE
+    assert _pixels(driver) != before_pixels
+    assert other.replace("_", " ") in driver.find_element(By.ID, "depth-caption").text
+
+    _check_downloads(driver, tmp_path / "downloads")
+
+    # Only local resources were loaded (no CDN, no fonts), and nothing threw.
+    urls = driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name);"
+    )
+    assert all(u.startswith(server) or u.startswith("blob:") for u in urls), urls
+    assert _js_errors(driver) == []
+
+
+def _check_downloads(driver: WebDriver, downloads: Path) -> None:
+    """The colour PNG at hand, the 16-bit PNG and the NPY fetched on demand, with good names."""
+    downloads.mkdir()
+    driver.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
+    expected = {"color": "garden_color.png", "png16": "garden_depth16.png", "npy": "garden.npy"}
+    for fmt, name in expected.items():
+        driver.find_element(By.CSS_SELECTOR, f'[data-download="{fmt}"]').click()
+        WebDriverWait(driver, WAIT, poll_frequency=0.1).until(
+            lambda _d, name=name: (
+                (downloads / name).is_file()
+                and not any(p.suffix == ".crdownload" for p in downloads.iterdir())
+            )
+        )
+    with Image.open(downloads / "garden_color.png") as im:
+        assert im.size == INPUT_SIZE
+    with Image.open(downloads / "garden_depth16.png") as im:
+        assert im.size == INPUT_SIZE
+        assert im.mode.startswith("I")  # 16-bit greyscale
+    depth = np.load(downloads / "garden.npy")
+    assert depth.shape == INPUT_SIZE[::-1]
+    assert depth.dtype == np.float32
+
+
+def _enum(spec: dict[str, Any], schema: dict[str, Any]) -> list[str]:
+    """The enum of a (possibly $ref'd or anyOf-wrapped) OpenAPI schema."""
+    if "$ref" in schema:
+        node: Any = spec
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            node = node[part]
+        return _enum(spec, node)
+    if "enum" in schema:
+        return list(schema["enum"])
+    for key in ("anyOf", "oneOf", "allOf"):
+        for sub in schema.get(key, []):
+            found = _enum(spec, sub)
+            if found:
+                return found
+    return []
+
+
+def test_non_image_shows_a_readable_error(
+    open_page: Callable[..., WebDriver], server: str, tmp_path: Path
+) -> None:
+    driver = open_page(server)
+    fake = tmp_path / "notes.png"
+    fake.write_text("These are meeting notes, not a picture.\n")
+    _upload(driver, fake)
+    _until(driver, "!document.getElementById('error').hidden", "the error message")
+
+    error = driver.find_element(By.ID, "error")
+    assert error.get_attribute("role") == "alert"
+    assert error.get_attribute("data-status") in {"415", "422"}
+    title = driver.find_element(By.ID, "error-title").text
+    detail = driver.find_element(By.ID, "error-detail").text
+    assert "image" in title.lower()  # "Not an image" (415) or "Couldn't read this image" (422)
+    assert len(detail) > 10
+    for raw in ("{", "}", '"error"', "Traceback"):
+        assert raw not in title + detail
+    # No stale result and no pointless retry for a bad file.
+    assert driver.find_element(By.ID, "stage").get_attribute("data-state") == "empty"
+    assert not driver.find_element(By.ID, "retry").is_displayed()
+    assert _js_errors(driver) == []
+
+    # A real image afterwards clears the error.
+    _upload(driver, _scene(tmp_path / "ok.png"))
+    _wait_result(driver)
+    assert not error.is_displayed()
+
+
+def test_phone_viewport_has_no_horizontal_overflow(
+    open_page: Callable[..., WebDriver], server: str, tmp_path: Path
+) -> None:
+    driver = open_page(server, PHONE, mobile=True)
+    assert driver.execute_script("return window.innerWidth;") == PHONE[0]
+    _no_horizontal_overflow(driver)
+
+    _upload(driver, _scene(tmp_path / "wide.png", (1200, 500)))
+    _wait_result(driver)
+    _no_horizontal_overflow(driver)
+
+    # The before/after slider: a labelled range input, driven by the keyboard.
+    driver.find_element(By.CSS_SELECTOR, 'input[name="view"][value="compare"]').find_element(
+        By.XPATH, ".."
+    ).click()
+    slider = driver.find_element(By.ID, "compare-range")
+    assert slider.is_displayed()
+    assert slider.get_attribute("type") == "range"
+    label = driver.find_element(By.CSS_SELECTOR, 'label[for="compare-range"]')
+    assert label.text.strip()
+    height = slider.size["height"]
+    assert height >= 40, f"slider is {height}px tall: too small to touch"
+    slider.send_keys(Keys.HOME)
+    _until(driver, f"{COMPARE_POS} === '0%'")
+    slider.send_keys(Keys.END)
+    _until(driver, f"{COMPARE_POS} === '100%'")
+    _no_horizontal_overflow(driver)
+
+    fake = tmp_path / "notes.png"
+    fake.write_text("not an image")
+    _upload(driver, fake)
+    _until(driver, "!document.getElementById('error').hidden", "the error message")
+    _no_horizontal_overflow(driver)
+
+
+def test_drop_zone_is_a_keyboard_button_and_paste_works(
+    open_page: Callable[..., WebDriver], server: str
+) -> None:
+    driver = open_page(server)
+    # The drop zone is a focusable button that opens the (intercepted) file picker.
+    driver.execute_script(
+        "window.__picker = 0; document.getElementById('file-input').addEventListener('click',"
+        " (e) => { e.preventDefault(); window.__picker += 1; });"
+    )
+    zone = driver.find_element(By.ID, "dropzone")
+    assert zone.tag_name == "button"
+    driver.execute_script("arguments[0].focus();", zone)
+    assert driver.switch_to.active_element == zone
+    zone.send_keys(Keys.ENTER)
+    zone.send_keys(Keys.SPACE)
+    _until(driver, "window.__picker === 2", "the file picker to open twice")
+
+    # A pasted image (a clipboard event carrying a file) is estimated like a picked one.
+    driver.execute_script(
+        """
+        const c = document.createElement('canvas'); c.width = 160; c.height = 96;
+        const ctx = c.getContext('2d');
+        const g = ctx.createLinearGradient(0, 0, 0, 96);
+        g.addColorStop(0, '#88aadd'); g.addColorStop(1, '#446622');
+        ctx.fillStyle = g; ctx.fillRect(0, 0, 160, 96);
+        c.toBlob((blob) => {
+          const data = new DataTransfer();
+          data.items.add(new File([blob], 'image.png', {type: 'image/png'}));
+          document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: data}));
+        }, 'image/png');
+        """
+    )
+    _wait_result(driver)
+    assert _natural_size(driver, "depth-img") == (160, 96)
+
+
+@pytest.fixture(scope="module")
+def keyed_server(converted_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with _serve(converted_onnx, tmp_path_factory.mktemp("webui_keyed"), api_key=API_KEY) as base:
+        yield base
+
+
+def test_api_key_prompt_and_retry(
+    open_page: Callable[..., WebDriver], keyed_server: str, tmp_path: Path
+) -> None:
+    driver = open_page(keyed_server)
+    _upload(driver, _scene(tmp_path / "secret.png"))
+    _until(driver, "!document.getElementById('api-key-form').hidden", "the API key form")
+    assert driver.find_element(By.ID, "error").get_attribute("data-status") == "401"
+    key_input = driver.find_element(By.ID, "api-key")
+    assert driver.switch_to.active_element == key_input
+
+    key_input.send_keys("wrong-key", Keys.ENTER)
+    _until(
+        driver,
+        "!document.getElementById('api-key-form').hidden"
+        " && document.getElementById('error-title').textContent.includes('not accepted')",
+        "the rejected-key message",
+    )
+    driver.find_element(By.ID, "api-key").send_keys(API_KEY, Keys.ENTER)
+    _wait_result(driver)
+    assert _natural_size(driver, "depth-img") == INPUT_SIZE
+    stored = driver.execute_script(
+        "return [sessionStorage.getItem('depthlite.apiKey'), JSON.stringify(localStorage)];"
+    )
+    assert stored[0] == API_KEY
+    assert API_KEY not in stored[1]

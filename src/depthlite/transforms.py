@@ -68,6 +68,21 @@ def network_size(
 _ROW_BLOCK = 64
 
 
+# x / 255 for every 8-bit value, computed once by numpy: a table lookup gives the very same
+# float64 values as dividing, in one pass instead of two.
+_UNIT_8BIT = np.arange(256, dtype=np.float64).reshape(1, 256) / 255.0
+_UNIT_8BIT.flags.writeable = False
+
+
+def _to_unit_float64(block: np.ndarray) -> np.ndarray:
+    """Pixels / max value (255 or 65535) as float64, exactly as ``block / max`` computes."""
+    if block.dtype == np.uint8:
+        return cv2.LUT(block, _UNIT_8BIT)
+    out = block.astype(np.float64)
+    out /= 65535.0
+    return out
+
+
 def _resize_float64(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """``cv2.resize(image / max, (width, height), INTER_CUBIC)`` in float64, in two passes.
 
@@ -75,12 +90,10 @@ def _resize_float64(image: np.ndarray, height: int, width: int) -> np.ndarray:
     resizing blocks of rows horizontally and then the narrow result vertically gives the same
     bits (tested) while only a block of rows is ever held in float64.
     """
-    scale = 65535.0 if image.dtype == np.uint16 else 255.0
     rows = image.shape[0]
     narrow = np.empty((rows, width, image.shape[2]), dtype=np.float64)
     for top in range(0, rows, _ROW_BLOCK):
-        block = image[top : top + _ROW_BLOCK].astype(np.float64)
-        block /= scale
+        block = _to_unit_float64(image[top : top + _ROW_BLOCK])
         narrow[top : top + _ROW_BLOCK] = cv2.resize(
             block, (width, block.shape[0]), interpolation=cv2.INTER_CUBIC
         )

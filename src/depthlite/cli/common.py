@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -19,16 +18,12 @@ from depthlite.specs import (
     available_models,
 )
 
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
-_MMAP_THRESHOLD = 128 * 1024  # glibc's initial default, kept fixed
-
 __all__ = [
     "add_model_options",
     "comma_list",
     "configure_logging",
     "error",
     "positive_int",
-    "tune_malloc",
 ]
 
 
@@ -104,23 +99,6 @@ def configure_logging(verbose: int, quiet: bool) -> None:
         else (logging.INFO if verbose else logging.WARNING)
     )
     logging.basicConfig(level=level, format="depthlite: %(message)s", stream=sys.stderr)
-
-
-def tune_malloc() -> None:
-    """Serve large allocations from mmap, so freed image buffers go back to the OS at once.
-
-    glibc raises its mmap threshold after the first large free (up to 32 MB), after which
-    every photo-sized array comes from the heap and stays resident: peak RSS of one
-    `depthlite predict` on a 1080p photo drops by about 15-20 MB with the threshold fixed
-    (docs/benchmarks.md). Process-wide, so entry points call it, never the library.
-    """
-    if sys.platform != "linux":
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
-    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
-        pass
 
 
 def error(message: str) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from depthlite._version import __version__
 from depthlite.cli import bench, manage, predict, serve
-from depthlite.cli.common import configure_logging, error, tune_malloc
+from depthlite.cli.common import configure_logging, error
 from depthlite.errors import DepthliteError
 
 __all__ = ["build_parser", "main"]
@@ -29,7 +29,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    tune_malloc()
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(getattr(args, "verbose", 0), getattr(args, "quiet", False))

@@ -40,9 +40,6 @@ def _session_options(threads: int, *, preoptimized: bool) -> ort.SessionOptions:
     # Inputs change shape with the aspect ratio; memory patterns are planned per shape and
     # would be re-planned (and kept) for each, so they cost memory without saving time.
     opts.enable_mem_pattern = False
-    # No arena: it keeps the largest activations of any run reserved for good (7-30 MB here,
-    # growing with the input size); freeing them costs no measurable time on this network.
-    opts.enable_cpu_mem_arena = False
     return opts
 
 

@@ -13,12 +13,15 @@ in count and time; nothing leaves the machine.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import http.client
+import queue
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -43,47 +46,54 @@ def server_rss_mb(pid: int) -> float:
         return int(next(line.split()[1] for line in f if line.startswith("VmRSS"))) / 1024.0
 
 
-async def _one(
-    client: httpx.AsyncClient, body: bytes, latencies: list[float], codes: Counter[int]
+def _client(
+    port: int, body: bytes, jobs: queue.SimpleQueue[int], results: list[tuple[int, float]]
 ) -> None:
-    start = time.perf_counter()
-    try:
-        response = await client.post(
-            "/v1/depth", content=body, headers={"Content-Type": "image/jpeg"}
-        )
-        codes[response.status_code] += 1
-        if response.status_code == 200:
-            latencies.append((time.perf_counter() - start) * 1000.0)
-    except httpx.HTTPError as exc:
-        codes[-1] += 1  # transport errors: counted as "other", never hidden
-        print(f"transport error: {exc!r}", file=sys.stderr)
-
-
-async def run_level(base: str, body: bytes, clients: int, total: int) -> dict[str, float]:
-    """``total`` requests from ``clients`` concurrent clients (each waits for its answer)."""
-    latencies: list[float] = []
-    codes: Counter[int] = Counter()
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(total):
-        queue.put_nowait(i)
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, timeout=_REQUEST_TIMEOUT, limits=limits) as client:
-
-        async def worker() -> None:
-            while not queue.empty():
-                queue.get_nowait()
-                await _one(client, body, latencies, codes)
-
+    """One client: a persistent connection, one request at a time, until the jobs run out."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=_REQUEST_TIMEOUT)
+    headers = {"Content-Type": "image/jpeg"}
+    while True:
+        try:
+            jobs.get_nowait()
+        except queue.Empty:
+            break
         start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        elapsed = time.perf_counter() - start
-    other = sum(n for code, n in codes.items() if code not in (200, 503))
+        try:
+            conn.request("POST", "/v1/depth", body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            results.append((response.status, (time.perf_counter() - start) * 1000.0))
+        except (OSError, http.client.HTTPException) as exc:
+            results.append((-1, 0.0))  # transport errors: counted as "other", never hidden
+            print(f"transport error: {exc!r}", file=sys.stderr)
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=_REQUEST_TIMEOUT)
+    conn.close()
+
+
+def run_level(port: int, body: bytes, clients: int, total: int) -> dict[str, float]:
+    """``total`` requests from ``clients`` concurrent clients (each waits for its answer)."""
+    jobs: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for i in range(total):
+        jobs.put(i)
+    results: list[tuple[int, float]] = []
+    threads = [
+        threading.Thread(target=_client, args=(port, body, jobs, results)) for _ in range(clients)
+    ]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    codes = Counter(code for code, _ in results)
+    latencies = [ms for code, ms in results if code == 200]
     return {
         "clients": clients,
         "requests": total,
         "ok": codes[200],
         "503": codes[503],
-        "other_errors": other,
+        "other_errors": sum(n for code, n in codes.items() if code not in (200, 503)),
         "p50_ms": statistics.median(latencies) if latencies else float("nan"),
         "p99_ms": percentile(latencies, 99) if latencies else float("nan"),
         "throughput_rps": codes[200] / elapsed,
@@ -96,7 +106,12 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes]
         "--port", str(port), "--weights", str(args.weights), "--workers", str(args.workers),
         "--queue-size", str(args.queue_size), "--threads", str(args.threads),
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # The access log goes to a file: a pipe nobody reads fills after ~600 lines and then
+    # blocks the server's logging (which is how this benchmark first "found" a hang).
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - it must outlive this function
+        prefix="depthlite-serve-", suffix=".log", delete=False
+    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -105,9 +120,7 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes]
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:
-            raise RuntimeError(
-                f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}"
-            )
+            raise RuntimeError(f"server exited: {Path(log.name).read_text()[-2000:]}")
         time.sleep(0.5)
     proc.kill()
     raise RuntimeError("server not ready within 120 s")
@@ -122,13 +135,15 @@ def main() -> None:
     parser.add_argument("--levels", default="1,2,4,8")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--soak", type=int, default=2000)
+    parser.add_argument(
+        "--soak-clients", type=int, default=0, help="clients of the soak (default: workers x 4)"
+    )
     args = parser.parse_args()
 
     _, jpeg = cv2.imencode(".jpg", natural_looking_image(480, 640)[..., ::-1])
     body = jpeg.tobytes()
     port = free_port()
     proc = start_server(args, port)
-    base = f"http://127.0.0.1:{port}"
     try:
         print(f"server: {args.workers} workers x {args.threads} threads, queue {args.queue_size}; "
               f"640x480 JPEG -> colour PNG")  # fmt: skip
@@ -136,14 +151,15 @@ def main() -> None:
               f"{'p99 ms':>9}{'req/s':>8}")  # fmt: skip
         levels = [int(x) for x in args.levels.split(",")]
         for clients in levels:
-            r = asyncio.run(run_level(base, body, clients, args.requests))
+            r = run_level(port, body, clients, args.requests)
             print(f"{r['clients']:>8}{r['requests']:>9}{r['ok']:>6}{r['503']:>6}"
                   f"{r['other_errors']:>6}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
                   f"{r['throughput_rps']:>8.1f}")  # fmt: skip
         before = server_rss_mb(proc.pid)
-        soak = asyncio.run(run_level(base, body, max(levels), args.soak))
+        soak_clients = args.soak_clients or 4 * args.workers
+        soak = run_level(port, body, soak_clients, args.soak)
         after = server_rss_mb(proc.pid)
-        print(f"soak: {soak['requests']} requests at {max(levels)} clients: ok {soak['ok']}, "
+        print(f"soak: {soak['requests']} requests at {soak_clients} clients: ok {soak['ok']}, "
               f"503 {soak['503']}, other {soak['other_errors']}; server RSS {before:.0f} MB -> "
               f"{after:.0f} MB ({(after / before - 1) * 100:+.1f}%)")  # fmt: skip
     finally:

@@ -9,11 +9,14 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from depthlite.bench.stats import peak_rss_mb, throughput, time_calls
+
+if TYPE_CHECKING:
+    from depthlite.estimator import DepthEstimator
 
 __all__ = ["WorkerConfig", "measure"]
 
@@ -30,6 +33,14 @@ class WorkerConfig:
     callers: int
     baseline: bool = False  # the seed's way: torch eager, no_grad, network only
     reference_weights: str | None = None  # FP32 file to score an INT8/BF16 run against
+
+
+def _estimator(cfg: WorkerConfig, weights: str, precision: str) -> DepthEstimator:
+    """The estimator a configuration measures (or compares against), with its settings."""
+    from depthlite.estimator import DepthEstimator
+
+    return DepthEstimator(backend=cfg.backend, precision=precision, resize=cfg.resize,
+                          threads=cfg.threads, weights=weights, progress=False)  # fmt: skip
 
 
 def _measure_baseline(cfg: WorkerConfig) -> dict[str, Any]:
@@ -52,18 +63,10 @@ def _measure_baseline(cfg: WorkerConfig) -> dict[str, Any]:
 
 
 def _measure(cfg: WorkerConfig) -> dict[str, Any]:
-    from depthlite.estimator import DepthEstimator
     from depthlite.imageio import encode_outputs, load_image
     from depthlite.transforms import preprocess
 
-    est = DepthEstimator(
-        backend=cfg.backend,
-        precision=cfg.precision,
-        resize=cfg.resize,
-        threads=cfg.threads,
-        weights=cfg.weights,
-        progress=False,
-    )
+    est = _estimator(cfg, cfg.weights, cfg.precision)
     data = Path(cfg.image).read_bytes()
     x = preprocess(load_image(data), est.input_policy())
 
@@ -88,15 +91,10 @@ def _measure(cfg: WorkerConfig) -> dict[str, Any]:
 
 def _agreement(cfg: WorkerConfig) -> dict[str, dict[str, float]]:
     """AbsRel and delta<1.25 against FP32 on photos the INT8 calibration never saw."""
-    from depthlite.estimator import DepthEstimator
     from depthlite.models.quantize import EVALUATION_PHOTOS, evaluate_agreement, sample_photos
 
-    def make(weights: str, precision: str) -> DepthEstimator:
-        return DepthEstimator(backend=cfg.backend, precision=precision, resize=cfg.resize,
-                              threads=cfg.threads, weights=weights, progress=False)  # fmt: skip
-
-    reference = make(cfg.reference_weights or "", "fp32")
-    candidate = make(cfg.weights, cfg.precision)
+    reference = _estimator(cfg, cfg.reference_weights or "", "fp32")
+    candidate = _estimator(cfg, cfg.weights, cfg.precision)
     scores = evaluate_agreement(
         lambda rgb: reference.predict(rgb).depth,
         lambda rgb: candidate.predict(rgb).depth,

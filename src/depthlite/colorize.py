@@ -17,6 +17,7 @@ import logging
 import cv2
 import numpy as np
 
+from depthlite.normalize import scale_levels
 from depthlite.specs import check_choice
 
 __all__ = [
@@ -55,23 +56,13 @@ def normalize_minmax(depth: np.ndarray, bits: int) -> np.ndarray:
     A constant map becomes zeros. Non-finite values are replaced by 0 first, as the newer
     official ``write_depth`` does, instead of poisoning the min and max.
     """
-    if bits not in (1, 2):
-        raise ValueError(f"bits must be 1 or 2, not {bits}")
     depth = np.asarray(depth)
     if depth.size == 0:
         raise ValueError("cannot normalise an empty depth map")
     if not np.isfinite(depth).all():
         logger.warning("depth map has non-finite values; they are written as 0")
         depth = np.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0)
-    depth_min = depth.min()
-    depth_max = depth.max()
-    max_val = 2 ** (8 * bits) - 1
-    # float64 eps on purpose: the official code compares against np.finfo("float").eps.
-    if depth_max - depth_min > np.finfo("float").eps:
-        out = max_val * (depth - depth_min) / (depth_max - depth_min)
-    else:
-        out = np.zeros(depth.shape, dtype=depth.dtype)
-    return out.astype(np.uint8 if bits == 1 else np.uint16)
+    return scale_levels(depth, depth.min(), depth.max(), bits, clip=False)
 
 
 def _check_2d(arr: np.ndarray, what: str) -> np.ndarray:

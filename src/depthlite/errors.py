@@ -19,8 +19,11 @@ __all__ = [
     "InputNotFoundError",
     "InvalidOptionError",
     "OfflineError",
+    "ToolUnavailableError",
     "UnknownModelError",
     "UnsupportedFormatError",
+    "VideoDecodeError",
+    "VideoEncodeError",
     "WeightsError",
 ]
 
@@ -133,3 +136,23 @@ class ConversionError(DepthliteError):
     """Converting a checkpoint to ONNX failed or the result disagrees with the reference."""
 
     code = "conversion_failed"
+
+
+class VideoDecodeError(InputError):
+    """A video FFmpeg cannot read: missing, damaged, truncated, or without a video stream."""
+
+    code = "corrupt_video"
+    status = 422
+
+
+class VideoEncodeError(DepthliteError):
+    """Writing the output video failed (encoder error, disk full); nothing is left behind."""
+
+    code = "encode_failed"
+
+
+class ToolUnavailableError(DepthliteError):
+    """An external program the task needs (FFmpeg) is not installed."""
+
+    code = "tool_unavailable"
+    status = 503

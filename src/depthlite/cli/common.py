@@ -7,6 +7,8 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from depthlite.estimator import DepthEstimator
+from depthlite.imageio import DEFAULT_MAX_PIXELS
 from depthlite.specs import (
     BACKENDS,
     DEFAULT_BACKEND,
@@ -20,6 +22,7 @@ from depthlite.specs import (
 
 __all__ = [
     "add_model_options",
+    "build_estimator",
     "comma_list",
     "configure_logging",
     "error",
@@ -104,3 +107,18 @@ def configure_logging(verbose: int, quiet: bool) -> None:
 def error(message: str) -> None:
     """One line on stderr, the form every command uses for failures."""
     print(f"depthlite: error: {message}", file=sys.stderr)
+
+
+def build_estimator(args: argparse.Namespace, *, progress: bool) -> DepthEstimator:
+    """The estimator the options of :func:`add_model_options` describe (nothing loaded yet)."""
+    return DepthEstimator(
+        args.model,
+        args.backend,
+        args.precision,
+        resize=args.resize,
+        threads=args.threads,
+        weights=args.weights,
+        offline=args.offline,
+        max_pixels=getattr(args, "max_pixels", DEFAULT_MAX_PIXELS),
+        progress=progress,
+    )

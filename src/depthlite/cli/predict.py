@@ -6,7 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from depthlite.cli.common import add_model_options, comma_list, error, positive_int
+from depthlite.cli.common import (
+    add_model_options,
+    build_estimator,
+    comma_list,
+    error,
+    positive_int,
+)
 from depthlite.colorize import COLORMAPS, DEFAULT_COLORMAP
 from depthlite.errors import EXIT_FAILURE, EXIT_OK, InputError
 from depthlite.estimator import DepthEstimator
@@ -89,17 +95,7 @@ def run(args: argparse.Namespace) -> int:
         error(str(failure))
     if not items:
         return EXIT_FAILURE
-    est = DepthEstimator(
-        args.model,
-        args.backend,
-        args.precision,
-        resize=args.resize,
-        threads=args.threads,
-        weights=args.weights,
-        offline=args.offline,
-        max_pixels=args.max_pixels,
-        progress=not args.quiet,
-    )
+    est = build_estimator(args, progress=not args.quiet)
     est.load()  # model problems are fatal for the whole batch: fail before the first file
     written = 0
     failed = len(failures)

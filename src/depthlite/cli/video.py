@@ -1,0 +1,167 @@
+"""``depthlite video IN -o OUT``: a depth video (MP4), a 16-bit PNG sequence or an .npz."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from depthlite.cli.common import add_model_options, build_estimator, positive_int
+from depthlite.colorize import COLORMAPS, DEFAULT_COLORMAP
+from depthlite.errors import EXIT_OK
+from depthlite.normalize import (
+    DEFAULT_CUT_THRESHOLD,
+    DEFAULT_PERCENTILES,
+    DEFAULT_SMOOTHING,
+    NORMALIZER_MODES,
+    NormalizerOptions,
+)
+from depthlite.video.sinks import VIDEO_FORMATS
+
+__all__ = ["parse_time", "register"]
+
+
+def parse_time(text: str) -> float:
+    """argparse type: seconds ("12.5") or [[HH:]MM:]SS(.fff)."""
+    try:
+        seconds = 0.0
+        for part in text.split(":"):
+            seconds = seconds * 60 + float(part)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds or HH:MM:SS, got {text!r}") from None
+    if len(text.split(":")) > 3 or seconds < 0:
+        raise argparse.ArgumentTypeError(f"expected seconds or HH:MM:SS, got {text!r}")
+    return seconds
+
+
+def _percentiles(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (e.g. 2,98), got {text!r}") from None
+    return low, high
+
+
+def _fraction(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "video",
+        help="depth of every frame of a video",
+        description="Write the depth of a video as an MP4 that plays in browsers (H.264, audio "
+        "kept), a folder of 16-bit PNGs, or one .npz of float16 frames. Colours are stable over "
+        "time (temporal normaliser); --normalize per-frame gives the official per-frame scaling.",
+    )
+    p.add_argument("input", type=Path, metavar="IN", help="any video FFmpeg reads")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="OUT",
+        help="OUT.mp4, OUT.npz, or a new folder for png16 frames",
+    )
+    p.add_argument("-f", "--format", choices=VIDEO_FORMATS, help="default: from OUT's name")
+    p.add_argument("--side", action="store_true", help="input and depth side by side (mp4)")
+    p.add_argument(
+        "--colormap",
+        type=str.lower,
+        choices=sorted(COLORMAPS),
+        default=DEFAULT_COLORMAP,
+        metavar="NAME",
+        help=f"OpenCV colour map (default {DEFAULT_COLORMAP})",
+    )
+    p.add_argument("--start", type=parse_time, default=0.0, help="start time (s or HH:MM:SS)")
+    p.add_argument("--end", type=parse_time, help="end time (s or HH:MM:SS)")
+    p.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
+    group = p.add_argument_group("normaliser")
+    group.add_argument(
+        "--normalize",
+        choices=NORMALIZER_MODES,
+        default="temporal",
+        help="temporal (default, stable colours) or per-frame (official)",
+    )
+    group.add_argument(
+        "--smoothing",
+        type=_fraction,
+        default=DEFAULT_SMOOTHING,
+        help=f"weight of the past in the range average (default {DEFAULT_SMOOTHING}; 0 = none)",
+    )
+    group.add_argument(
+        "--percentiles",
+        type=_percentiles,
+        default=DEFAULT_PERCENTILES,
+        metavar="LOW,HIGH",
+        help="robust range (default 2,98)",
+    )
+    group.add_argument(
+        "--cut-threshold",
+        type=float,
+        default=DEFAULT_CUT_THRESHOLD,
+        help="scene-cut sensitivity (range jump as a fraction of the range)",
+    )
+    group.add_argument(
+        "--depth-smoothing",
+        type=_fraction,
+        default=0.0,
+        help="temporal average of the depth itself (default 0: off)",
+    )
+    enc = p.add_argument_group("encoder (mp4)")
+    enc.add_argument("--crf", type=int, default=20, help="x264 quality, 0-51 (default 20)")
+    enc.add_argument("--preset", default="veryfast", help="x264 preset (default veryfast)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    add_model_options(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from depthlite.video import VideoOptions, process_video
+
+    normalizer = NormalizerOptions(
+        mode=args.normalize,
+        percentiles=args.percentiles,
+        smoothing=args.smoothing,
+        cut_threshold=args.cut_threshold,
+        depth_smoothing=args.depth_smoothing,
+    )
+    options = VideoOptions(
+        fmt=args.format,
+        colormap=args.colormap,
+        side=args.side,
+        normalizer=normalizer,
+        start=args.start,
+        end=args.end,
+        max_frames=args.max_frames,
+        crf=args.crf,
+        preset=args.preset,
+    )
+    from tqdm import tqdm
+
+    bar = tqdm(unit="frame", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
+
+    def progress(done: int, expected: int | None) -> None:
+        if expected is not None and bar.total != expected:
+            bar.total = expected
+        bar.update(done - bar.n)
+
+    estimator = build_estimator(args, progress=not args.quiet)
+    try:
+        report = process_video(estimator, args.input, args.output, options, progress)
+    finally:
+        bar.close()
+    if not args.quiet:
+        what = report.encoder or report.fmt
+        extra = "" if report.browser_safe else " (this FFmpeg has no H.264: not for browsers)"
+        audio = ", audio kept" if report.audio else ""
+        print(
+            f"depthlite: {report.frames} frames -> {report.output} ({what}{audio}{extra}), "
+            f"{report.fps:.1f} frames/s",
+            file=sys.stderr,
+        )
+    return EXIT_OK

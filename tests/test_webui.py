@@ -61,6 +61,9 @@ CHROME_FLAGS = (
     "--no-proxy-server",
     "--hide-scrollbars",
     "--window-size=1280,800",
+    # The Live tab's camera: Chromium's synthetic video, granted without a prompt.
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
 )
 COMPARE_POS = (
     "getComputedStyle(document.getElementById('compare')).getPropertyValue('--pos').trim()"

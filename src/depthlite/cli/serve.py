@@ -33,6 +33,7 @@ _OPTIONS: tuple[tuple[str, type, str, str], ...] = (
     ("queue_size", int, "N", "requests that may wait for a worker (more: 503 at once)"),
     ("queue_timeout", float, "SEC", "longest wait for a worker (then 503)"),
     ("shutdown_timeout", float, "SEC", "time in-flight requests get on shutdown"),
+    ("live_max_connections", int, "N", "live-depth WebSocket streams at once (0: off)"),
     ("max_body_bytes", int, "N", "largest request body (413 above)"),
     ("max_pixels", int, "N", "largest image in pixels (413 above)"),
     ("cors_origins", str, "LIST", "comma-separated origins allowed by CORS"),

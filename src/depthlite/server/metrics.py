@@ -110,6 +110,17 @@ class ServerMetrics:
             buckets=_STAGE_BUCKETS,
             registry=self.registry,
         )
+        self.live_connections = Gauge(
+            "depthlite_live_connections",
+            "Open live-depth WebSocket connections",
+            registry=self.registry,
+        )
+        self.live_frames = Counter(
+            "depthlite_live_frames",
+            "Live frames by outcome (answered, dropped for a newer one, busy, error)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.registry.register(_PoolCollector(stats, ready))
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:

@@ -24,6 +24,7 @@ from depthlite.server.exceptions import (
     NotReadyError,
     ShuttingDownError,
 )
+from depthlite.server.live import LiveRegistry
 from depthlite.server.metrics import ServerMetrics
 from depthlite.server.pool import WorkerPool
 from depthlite.server.schemas import InputPolicyInfo, ModelFileInfo, ModelInfo
@@ -71,6 +72,8 @@ class Service:
         self.estimator = estimator
         self.pool = WorkerPool(settings.workers, settings.queue_size, settings.queue_timeout)
         self.metrics = ServerMetrics(self.pool.stats, self.is_ready)
+        self.live = LiveRegistry(settings.live_max_connections)
+        self.metrics.live_connections.set_function(lambda: self.live.active)
         self._ready = threading.Event()
         self._draining = threading.Event()
         self._load_error: BaseException | None = None

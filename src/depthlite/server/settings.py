@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     queue_size: int = Field(8, ge=0, description="requests that may wait for a worker")
     queue_timeout: float = Field(10.0, gt=0, description="seconds a request may wait (503 after)")
     shutdown_timeout: float = Field(30.0, ge=0, description="seconds in-flight requests get")
+    live_max_connections: int = Field(
+        4, ge=0, description="open live-depth WebSocket streams at once (0: live off)"
+    )
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1, description="largest request body")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="largest image, in pixels")
     # NoDecode: the env value is a comma-separated list, not JSON.

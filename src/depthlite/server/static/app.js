@@ -89,7 +89,7 @@ function savePrefs(patch) {
   }
 }
 
-function getKey() {
+export function getKey() {
   try {
     return sessionStorage.getItem(KEY_STORAGE) || "";
   } catch {

@@ -209,3 +209,22 @@ def test_missing_ffmpeg_says_how_to_get_it(
             probe(clip)
     finally:
         ffmpeg_executable.cache_clear()
+
+
+def test_parallel_inference_keeps_frame_order(
+    clip: Path, converted_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from depthlite.video import pipeline
+
+    monkeypatch.setattr(pipeline, "default_threads", lambda: 3)
+    single = DepthEstimator(weights=converted_onnx, threads=1, progress=False)
+    assert pipeline.inference_workers(single) == 3
+    out = tmp_path / "ordered.npz"
+    report = process_video(single, clip, out, VideoOptions(max_frames=12))
+    assert report.frames == 12
+    with np.load(out) as data:
+        depth = data["depth"]
+    frames = _frames(clip)
+    for index in range(12):
+        expected = single.predict(frames[index]).depth
+        np.testing.assert_allclose(depth[index], expected, rtol=2e-3, atol=1e-3)

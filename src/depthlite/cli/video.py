@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -150,6 +151,9 @@ def run(args: argparse.Namespace) -> int:
             bar.total = expected
         bar.update(done - bar.n)
 
+    if args.threads is None and not os.environ.get("OMP_NUM_THREADS"):
+        # One single-threaded frame per core beats every core on one frame (see the pipeline).
+        args.threads = 1
     estimator = build_estimator(args, progress=not args.quiet)
     try:
         report = process_video(estimator, args.input, args.output, options, progress)

@@ -1,14 +1,17 @@
 """Video depth: decode -> preprocess -> network -> upsample -> normalise + encode, overlapped.
 
-Three threads, joined by small bounded queues (so memory stays flat and a slow stage holds the
+Threads joined by small bounded queues (so memory stays flat and a slow stage holds the
 others back instead of piling frames up):
 
 * reader: FFmpeg's decoded frames (a child process) and the preprocessing of each;
-* the caller's thread: the network and the upsampling, in frame order;
-* writer: the temporal normaliser, the colour map and the sink (an FFmpeg encoder child).
+* inference workers (the caller's thread and one more per spare core): the network and the
+  upsampling, several frames at once when the session has fewer threads than there are cores;
+* writer: puts frames back in order, then the temporal normaliser, the colour map and the
+  sink (an FFmpeg encoder child).
 
-The network keeps both cores busy while the other stages and the two FFmpeg processes fill the
-gaps. Any failure stops every stage, kills the children and removes the partial output.
+Every stage but the network releases the GIL for its heavy parts (cv2, numpy, pipes), so the
+stages and the two FFmpeg processes fill the gaps the network leaves. Any failure stops every
+stage, kills the children and removes the partial output.
 """
 
 from __future__ import annotations
@@ -22,11 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from depthlite.colorize import DEFAULT_COLORMAP, colormap_id
 from depthlite.errors import InvalidOptionError
 from depthlite.estimator import DepthEstimator
 from depthlite.normalize import NormalizerOptions
-from depthlite.transforms import postprocess, preprocess
+from depthlite.runtime.base import default_threads
+from depthlite.transforms import InputPolicy, postprocess, preprocess
 from depthlite.video.ffmpeg import FrameReader, VideoInfo, probe
 from depthlite.video.sinks import FrameSink, open_sink, output_format
 
@@ -136,6 +142,17 @@ def _expected(info: VideoInfo, options: VideoOptions) -> int | None:
     return expected
 
 
+def inference_workers(estimator: DepthEstimator) -> int:
+    """Frames inferred at once: one per core the session's own threads leave free.
+
+    A 1-thread session per frame on every core beats one session spreading each frame over
+    all cores here: FFmpeg and the other stages take cores away at random moments, which
+    stalls every parallel section of a multi-threaded session.
+    """
+    threads = estimator.threads or default_threads()
+    return max(1, default_threads() // threads)
+
+
 def process_video(
     estimator: DepthEstimator,
     source: str | Path,
@@ -143,7 +160,10 @@ def process_video(
     options: VideoOptions | None = None,
     progress: ProgressCallback | None = None,
 ) -> VideoReport:
-    """Depth of every frame of ``source`` written to ``output`` (see :class:`VideoOptions`)."""
+    """Depth of every frame of ``source`` written to ``output`` (see :class:`VideoOptions`).
+
+    For throughput, give an estimator with ``threads=1``: frames then run one per core.
+    """
     options = options or VideoOptions()
     source, output = Path(source), Path(output)
     fmt = output_format(output, options.fmt)
@@ -166,58 +186,99 @@ def process_video(
         crf=options.crf,
         preset=options.preset,
     )
-    reader = FrameReader(source, info, options.start, options.end)
-    stages, done = _Stages(), [0]
-    frames: queue.Queue[Any] = queue.Queue(_QUEUE_FRAMES)
-    depths: queue.Queue[Any] = queue.Queue(_QUEUE_FRAMES)
-    expected = _expected(info, options)
-
-    def read() -> None:
-        count = 0
-        while options.max_frames is None or count < options.max_frames:
-            rgb = reader.read()
-            if rgb is None or not stages.put(frames, (rgb, preprocess(rgb, policy))):
-                break
-            count += 1
-        stages.put(frames, _END)
-
-    def write() -> None:
-        while (item := stages.get(depths)) is not _END:
-            sink.write(item[1], item[0])
-            done[0] += 1
-            if progress is not None:
-                progress(done[0], expected)
-
-    if progress is not None:
-        progress(0, expected)
+    reader = FrameReader(source, info, *trim)
+    run = _Run(estimator, policy, reader=reader, sink=sink, options=options, progress=progress)
+    run.expected = _expected(info, options)
     start = time.perf_counter()
-    threads = [stages.thread(read, "depthlite-video-read")]
-    threads.append(stages.thread(write, "depthlite-video-write"))
-    try:
-        _infer_loop(estimator, stages, frames, depths)
-    except BaseException as exc:
-        stages.fail(exc)
-    if stages.error is not None:
-        reader.close()  # unblocks a reader waiting on FFmpeg's pipe
-    for worker in threads:
-        worker.join()
-    reader.close()
+    run.run(inference_workers(estimator))
     seconds = time.perf_counter() - start
-    return _finish(stages, sink, fmt=fmt, frames=done[0], seconds=seconds, info=info, source=source)
+    return _finish(
+        run.stages, sink, fmt=fmt, frames=run.done, seconds=seconds, info=info, source=source
+    )
 
 
-def _infer_loop(
-    estimator: DepthEstimator,
-    stages: _Stages,
-    frames: queue.Queue[Any],
-    depths: queue.Queue[Any],
-) -> None:
-    while (item := stages.get(frames)) is not _END:
-        rgb, x = item
-        depth = postprocess(estimator.infer(x), rgb.shape[0], rgb.shape[1])
-        if not stages.put(depths, (rgb, depth)):
-            return
-    stages.put(depths, _END)
+class _Run:
+    """One video's stages: read + preprocess, N inference workers, reorder + write."""
+
+    def __init__(
+        self,
+        estimator: DepthEstimator,
+        policy: InputPolicy,
+        *,
+        reader: FrameReader,
+        sink: FrameSink,
+        options: VideoOptions,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self.estimator = estimator
+        self.policy = policy
+        self.reader = reader
+        self.sink = sink
+        self.options = options
+        self.progress = progress
+        self.expected: int | None = None
+        self.done = 0
+        self.stages = _Stages()
+        self.frames: queue.Queue[Any] = queue.Queue(_QUEUE_FRAMES)
+        self.depths: queue.Queue[Any] = queue.Queue(_QUEUE_FRAMES)
+
+    def run(self, workers: int) -> None:
+        if self.progress is not None:
+            self.progress(0, self.expected)
+        threads = [self.stages.thread(lambda: self.read(workers), "depthlite-video-read")]
+        threads.append(self.stages.thread(lambda: self.write(workers), "depthlite-video-write"))
+        for index in range(1, workers):
+            threads.append(self.stages.thread(self.infer, f"depthlite-video-infer-{index}"))
+        try:
+            self.infer()  # in the caller's thread: Ctrl-C lands here
+        except BaseException as exc:
+            self.stages.fail(exc)
+        if self.stages.error is not None:
+            self.reader.close()  # unblocks a reader waiting on FFmpeg's pipe
+        for thread in threads:
+            thread.join()
+        self.reader.close()
+
+    def read(self, workers: int) -> None:
+        limit = self.options.max_frames
+        index = 0
+        while limit is None or index < limit:
+            rgb = self.reader.read()
+            if rgb is None:
+                break
+            if not self.stages.put(self.frames, (index, rgb, preprocess(rgb, self.policy))):
+                return
+            index += 1
+        for _ in range(workers):  # one end marker per inference worker
+            self.stages.put(self.frames, _END)
+
+    def infer(self) -> None:
+        while (item := self.stages.get(self.frames)) is not _END:
+            index, rgb, x = item
+            depth = postprocess(self.estimator.infer(x), rgb.shape[0], rgb.shape[1])
+            if not self.stages.put(self.depths, (index, rgb, depth)):
+                return
+        self.stages.put(self.depths, _END)
+
+    def write(self, workers: int) -> None:
+        # Workers finish out of order; frames are written (and normalised) in order.
+        waiting: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        ended = 0
+        while ended < workers:
+            item = self.stages.get(self.depths)
+            if item is _END:
+                if self.stages.stop.is_set():
+                    return
+                ended += 1
+                continue
+            index, rgb, depth = item
+            waiting[index] = (rgb, depth)
+            while self.done in waiting:
+                rgb, depth = waiting.pop(self.done)
+                self.sink.write(depth, rgb)
+                self.done += 1
+                if self.progress is not None:
+                    self.progress(self.done, self.expected)
 
 
 def _finish(

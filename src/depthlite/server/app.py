@@ -19,7 +19,7 @@ from depthlite.estimator import DepthEstimator
 from depthlite.server.errors import install_error_handlers
 from depthlite.server.logs import configure_logging
 from depthlite.server.middleware import AccessMiddleware
-from depthlite.server.routes import depth, health, live, metrics, models, ui
+from depthlite.server.routes import depth, health, jobs, live, metrics, models, ui
 from depthlite.server.service import Service, build_estimator
 from depthlite.server.settings import Settings, load_settings
 
@@ -78,7 +78,7 @@ def create_app(
     )
     app.state.service = service
     install_error_handlers(app)
-    for module in (depth, live, models, health, metrics):
+    for module in (depth, jobs, live, models, health, metrics):
         app.include_router(module.router())
     app.include_router(ui.router())
     ui.mount_static(app)
@@ -86,7 +86,7 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
             expose_headers=_EXPOSED_HEADERS,
         )

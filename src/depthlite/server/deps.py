@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from typing import Annotated
 
@@ -11,7 +12,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from depthlite.server.exceptions import UnauthorizedError
 from depthlite.server.service import Service
 
-__all__ = ["ApiKey", "AvailableService", "ServiceDep", "get_service"]
+__all__ = [
+    "ApiKey",
+    "AvailableService",
+    "Owner",
+    "ServiceDep",
+    "get_service",
+    "matching_key",
+    "owner_of",
+]
 
 # Stateless (it only reads the header); declared once so OpenAPI shows one "Authorize" scheme.
 _bearer = HTTPBearer(
@@ -29,22 +38,39 @@ def get_service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
+def matching_key(keys: tuple[str, ...], given: str | None) -> str | None:
+    """The configured key equal to ``given``, compared in constant time, or None."""
+    found = None
+    for key in keys:
+        # Constant-time, and every key is compared: timing must not reveal a partial match.
+        if hmac.compare_digest((given or "").encode(), key.encode()):
+            found = key
+    return found
+
+
+def owner_of(key: str | None) -> str:
+    """The owner tag jobs are stored under: a hash of the caller's key ("" without keys)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32] if key else ""
+
+
 def require_api_key(
     service: ServiceDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """401 unless ``Authorization: Bearer <key>`` matches the configured key (if any)."""
-    key = service.settings.api_key
-    if key is None:
-        return
+) -> str:
+    """401 unless ``Authorization: Bearer <key>`` is a configured key (if any); the owner tag."""
+    keys = service.settings.api_keys
+    if not keys:
+        return ""
     if credentials is None:
         raise UnauthorizedError("this server needs an API key: 'Authorization: Bearer <key>'")
-    # Constant-time comparison: response timing must not reveal how much of a guess matched.
-    if not hmac.compare_digest(credentials.credentials.encode(), key.get_secret_value().encode()):
+    key = matching_key(keys, credentials.credentials)
+    if key is None:
         raise UnauthorizedError("the API key is not valid")
+    return owner_of(key)
 
 
 ApiKey = Depends(require_api_key)
+Owner = Annotated[str, Depends(require_api_key)]
 
 
 def available_service(service: ServiceDep) -> Service:

@@ -23,6 +23,8 @@ __all__ = [
     "ErrorBody",
     "HealthBody",
     "InputPolicyInfo",
+    "JobInfo",
+    "JobProgress",
     "ModelFileInfo",
     "ModelInfo",
     "ModelsBody",
@@ -117,3 +119,27 @@ class ReadyBody(BaseModel):
     status: Literal["ready"] = "ready"
     model: str
     warmup_ms: float
+
+
+class JobProgress(BaseModel):
+    done: int = Field(description="images (or video frames) finished")
+    total: int | None = Field(description="how many there are, when known")
+    fraction: float | None = Field(description="done / total, when known")
+
+
+class JobInfo(BaseModel):
+    """A job's state, as ``POST /v1/jobs`` and ``GET /v1/jobs/{id}`` return it."""
+
+    id: str
+    kind: Literal["images", "video"]
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    progress: JobProgress
+    inputs: int
+    attempts: int = Field(description="times the job was started (restarts count)")
+    error: str | None = Field(description="why the job failed, if it did")
+    failures: list[dict[str, str]] = Field(description="inputs that failed in a done job")
+    created: str
+    updated: str
+    finished: str | None
+    expires: str | None = Field(description="when the job and its result are deleted")
+    links: dict[str, str]

@@ -9,6 +9,7 @@ admitted work finish, up to ``shutdown_timeout``.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import threading
@@ -24,6 +25,7 @@ from depthlite.server.exceptions import (
     NotReadyError,
     ShuttingDownError,
 )
+from depthlite.server.jobs import build_job_backend
 from depthlite.server.live import LiveRegistry
 from depthlite.server.metrics import ServerMetrics
 from depthlite.server.pool import WorkerPool
@@ -73,6 +75,8 @@ class Service:
         self.pool = WorkerPool(settings.workers, settings.queue_size, settings.queue_timeout)
         self.metrics = ServerMetrics(self.pool.stats, self.is_ready)
         self.live = LiveRegistry(settings.live_max_connections)
+        self.jobs = build_job_backend(settings, estimator, self.pool)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.metrics.live_connections.set_function(lambda: self.live.active)
         self._ready = threading.Event()
         self._draining = threading.Event()
@@ -82,7 +86,11 @@ class Service:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Start the workers and the background load + warm-up (returns at once)."""
+        """Start the workers and the background load + warm-up (returns at once).
+
+        Called on the event loop (the lifespan start-up); jobs start once the model is ready.
+        """
+        self._loop = asyncio.get_running_loop()
         self.pool.start()
         # Daemon: an estimator stuck in load() must not block interpreter exit.
         threading.Thread(target=self._warm_up, name="depthlite-warmup", daemon=True).start()
@@ -102,6 +110,9 @@ class Service:
             return
         self._warmup_ms = (time.perf_counter() - start) * 1000.0
         self._ready.set()
+        if not self._draining.is_set():
+            assert self._loop is not None
+            self.jobs.start(self._loop)
         logger.info("model %s ready (load + warm-up %.0f ms)", self.estimator, self._warmup_ms)
 
     def begin_shutdown(self) -> None:
@@ -113,6 +124,8 @@ class Service:
     async def stop(self) -> None:
         """Refuse new work and wait for admitted work, up to ``shutdown_timeout``."""
         self.begin_shutdown()
+        # Off the loop: the job runner may be waiting for a pool result the loop delivers.
+        await asyncio.to_thread(self.jobs.stop, self.settings.shutdown_timeout)
         stats = self.pool.stats()
         if stats.busy or stats.queued:
             logger.info("waiting for %d running and %d queued job(s)", stats.busy, stats.queued)

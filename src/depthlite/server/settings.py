@@ -66,7 +66,17 @@ class Settings(BaseSettings):
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="comma-separated origins allowed by CORS (none: CORS off)"
     )
-    api_key: SecretStr | None = Field(None, description="require 'Authorization: Bearer KEY'")
+    api_key: SecretStr | None = Field(
+        None, description="require 'Authorization: Bearer KEY'; several keys: comma-separated"
+    )
+    jobs_dir: Path | None = Field(None, description="job state and files (default <cache>/jobs)")
+    job_ttl: float = Field(86400.0, gt=0, description="seconds finished jobs and results are kept")
+    max_job_bytes: int = Field(2 * 1024**3, ge=1, description="largest job upload, in bytes")
+    max_job_files: int = Field(10_000, ge=1, description="most files in one job")
+    queue: str | None = Field(None, description="redis://... : jobs go to Celery workers")
+    store: str | None = Field(
+        None, description="distributed jobs' shared store: a folder, or s3://bucket/prefix"
+    )
     log_format: Literal["plain", "json"] = Field("plain", description="plain text or JSON lines")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
 
@@ -107,6 +117,13 @@ class Settings(BaseSettings):
     def _precision_for_backend(self) -> Settings:
         check_precision(self.backend, self.precision)
         return self
+
+    @property
+    def api_keys(self) -> tuple[str, ...]:
+        """The accepted keys (``api_key`` may list several, comma-separated)."""
+        if self.api_key is None:
+            return ()
+        return tuple(k.strip() for k in self.api_key.get_secret_value().split(",") if k.strip())
 
     @property
     def queue_capacity(self) -> int:

@@ -7,8 +7,11 @@ lying client is cut off as soon as it crosses the limit. Only bounded bodies rea
 
 from __future__ import annotations
 
+import asyncio
 import re
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -16,7 +19,7 @@ from starlette.types import Message, Receive
 
 from depthlite.server.exceptions import BodyTooLargeError, MissingImageError
 
-__all__ = ["FILE_FIELD", "Upload", "read_upload"]
+__all__ = ["FILE_FIELD", "SavedFile", "Upload", "read_upload", "save_uploads"]
 
 FILE_FIELD = "file"
 # The only text fields a client has reason to send along; more is a malformed request.
@@ -109,3 +112,59 @@ async def read_upload(request: Request, limit: int) -> Upload:
     if content_type.startswith("multipart/form-data"):
         return await _read_multipart(bounded)
     return await _read_raw(bounded)
+
+
+@dataclass(frozen=True)
+class SavedFile:
+    path: Path
+    content_type: str
+
+
+def _safe_name(filename: str | None, index: int) -> str:
+    stem = _safe_stem(filename) or f"upload{index}"
+    suffix = Path(filename or "").suffix.lower()
+    suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ""
+    return f"{stem}{suffix}"
+
+
+async def save_uploads(
+    request: Request, limit: int, max_files: int, folder: Path
+) -> list[SavedFile]:
+    """Every ``file`` field of a multipart body (or the raw body) saved into ``folder``.
+
+    Bounded like :func:`read_upload`; files stream through Starlette's spooled temporary
+    files to disk, so a large job never sits in memory.
+    """
+    declared = _declared_length(request)
+    if declared is not None and declared > limit:
+        raise BodyTooLargeError(limit)
+    bounded = Request(request.scope, _limited(request.receive, limit))
+    content_type = request.headers.get("content-type", "").lower()
+    saved: list[SavedFile] = []
+    if not content_type.startswith("multipart/form-data"):
+        path = folder / _safe_name(request.query_params.get("filename"), 0)
+        with path.open("wb") as out:
+            async for chunk in bounded.stream():
+                out.write(chunk)
+        saved.append(SavedFile(path, content_type))
+    else:
+        async with bounded.form(max_files=max_files, max_fields=_MAX_FORM_FIELDS) as form:
+            for index, part in enumerate(form.getlist(FILE_FIELD)):
+                if not isinstance(part, UploadFile):
+                    continue
+                path = folder / f"{index:06d}_{_safe_name(part.filename, index)}"
+                await asyncio.to_thread(_copy, part, path)
+                saved.append(SavedFile(path, part.content_type or ""))
+    saved = [item for item in saved if item.path.stat().st_size > 0]
+    if not saved:
+        raise MissingImageError(
+            f"no input: send files as multipart {FILE_FIELD!r} fields "
+            f"(-F {FILE_FIELD}=@a.jpg -F {FILE_FIELD}=@b.jpg) or one file as the body"
+        )
+    return saved
+
+
+def _copy(part: UploadFile, path: Path) -> None:
+    part.file.seek(0)
+    with path.open("wb") as out:
+        shutil.copyfileobj(part.file, out, 1 << 20)

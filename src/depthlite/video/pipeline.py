@@ -159,10 +159,14 @@ def process_video(
     output: str | Path,
     options: VideoOptions | None = None,
     progress: ProgressCallback | None = None,
+    *,
+    infer: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> VideoReport:
     """Depth of every frame of ``source`` written to ``output`` (see :class:`VideoOptions`).
 
     For throughput, give an estimator with ``threads=1``: frames then run one per core.
+    ``infer`` replaces ``estimator.infer`` for the network step (a server routes it through
+    its worker pool); ``progress`` may raise to stop the run (outputs are then removed).
     """
     options = options or VideoOptions()
     source, output = Path(source), Path(output)
@@ -187,7 +191,14 @@ def process_video(
         preset=options.preset,
     )
     reader = FrameReader(source, info, *trim)
-    run = _Run(estimator, policy, reader=reader, sink=sink, options=options, progress=progress)
+    run = _Run(
+        infer or estimator.infer,
+        policy,
+        reader=reader,
+        sink=sink,
+        options=options,
+        progress=progress,
+    )
     run.expected = _expected(info, options)
     start = time.perf_counter()
     run.run(inference_workers(estimator))
@@ -202,7 +213,7 @@ class _Run:
 
     def __init__(
         self,
-        estimator: DepthEstimator,
+        infer: Callable[[np.ndarray], np.ndarray],
         policy: InputPolicy,
         *,
         reader: FrameReader,
@@ -210,7 +221,7 @@ class _Run:
         options: VideoOptions,
         progress: ProgressCallback | None,
     ) -> None:
-        self.estimator = estimator
+        self.infer_fn = infer
         self.policy = policy
         self.reader = reader
         self.sink = sink
@@ -255,7 +266,7 @@ class _Run:
     def infer(self) -> None:
         while (item := self.stages.get(self.frames)) is not _END:
             index, rgb, x = item
-            depth = postprocess(self.estimator.infer(x), rgb.shape[0], rgb.shape[1])
+            depth = postprocess(self.infer_fn(x), rgb.shape[0], rgb.shape[1])
             if not self.stages.put(self.depths, (index, rgb, depth)):
                 return
         self.stages.put(self.depths, _END)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 from typing import Any
@@ -20,6 +19,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from depthlite.colorize import DEFAULT_COLORMAP, colormap_id
 from depthlite.errors import DepthliteError, InvalidOptionError
 from depthlite.normalize import DEFAULT_SMOOTHING, NormalizerOptions
+from depthlite.server.deps import matching_key
 from depthlite.server.exceptions import QueueFullError, QueueTimeoutError, ShuttingDownError
 from depthlite.server.live import LiveOptions, LiveSession, render_live
 from depthlite.server.service import Service
@@ -35,11 +35,8 @@ _DRAIN_POLL_SECONDS = 0.5
 
 
 def _key_ok(service: Service, key: str | None) -> bool:
-    expected = service.settings.api_key
-    if expected is None:
-        return True
-    given = (key or "").encode()
-    return hmac.compare_digest(given, expected.get_secret_value().encode())
+    keys = service.settings.api_keys
+    return not keys or matching_key(keys, key) is not None
 
 
 async def _refuse(ws: WebSocket, code: int, error: str, detail: str) -> None:

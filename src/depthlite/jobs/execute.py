@@ -1,0 +1,158 @@
+"""The work of one job, wherever it runs: the embedded runner, a Celery worker, ``batch``.
+
+Inputs are files, outputs go to a folder, and ``run(fn, *args)`` decides where the CPU work
+happens (directly, or on the server's bounded worker pool so jobs share it fairly with
+uploads). One bad image is recorded and skipped, like ``depthlite predict``; a job fails only
+if every input failed, or its video did.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from depthlite.errors import DepthliteError, InputError
+from depthlite.estimator import DepthEstimator
+from depthlite.fsutil import atomic_path
+from depthlite.imageio import OUTPUT_SUFFIX, atomic_write_bytes, encode_outputs
+from depthlite.jobs.spec import JobCancelledError, JobSpec
+from depthlite.video.pipeline import process_video
+
+__all__ = ["JobFailedError", "JobOutcome", "RunFn", "execute_job", "input_name", "run_directly"]
+
+logger = logging.getLogger(__name__)
+
+RunFn = Callable[..., Any]
+_INDEX_PREFIX = re.compile(r"^\d{6}_")
+_VIDEO_SUFFIX = {"mp4": "_depth.mp4", "npz": "_depth.npz", "png16": "_frames"}
+
+
+class JobFailedError(DepthliteError):
+    """Nothing could be produced (every input failed, or the video did)."""
+
+    code = "job_failed"
+    status = 422
+
+
+@dataclass
+class JobOutcome:
+    result: Path  # one file, or result.zip
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+
+def run_directly(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
+def input_name(stored: str) -> str:
+    """The name the client gave (stored inputs carry an index prefix to stay unique)."""
+    return _INDEX_PREFIX.sub("", stored)
+
+
+def _image_outputs(est: DepthEstimator, path: Path, spec: JobSpec, source: str) -> dict[str, bytes]:
+    result = est.predict(path, resize=spec.resize, source=source)
+    return encode_outputs(result.depth, result.image, spec.formats, spec.colormap)
+
+
+def _stems(inputs: list[Path]) -> list[str]:
+    seen: set[str] = set()
+    stems = []
+    for index, path in enumerate(inputs):
+        stem = Path(input_name(path.name)).stem or "image"
+        if stem in seen:
+            stem = f"{stem}_{index + 1}"
+        seen.add(stem)
+        stems.append(stem)
+    return stems
+
+
+@dataclass(frozen=True)
+class _Context:
+    spec: JobSpec
+    out_dir: Path
+    est: DepthEstimator
+    run: RunFn
+    progress: Callable[[int, int | None], None]
+
+
+def _images(ctx: _Context, inputs: list[Path]) -> list[dict[str, str]]:
+    spec, out_dir, est, run, progress = ctx.spec, ctx.out_dir, ctx.est, ctx.run, ctx.progress
+    failures = []
+    for done, (path, stem) in enumerate(zip(inputs, _stems(inputs), strict=True), start=1):
+        name = input_name(path.name)
+        try:
+            outputs = run(_image_outputs, est, path, spec, name)
+        except InputError as exc:
+            failures.append({"input": name, "error": exc.code, "detail": str(exc)})
+        else:
+            for fmt, data in outputs.items():
+                atomic_write_bytes(out_dir / f"{stem}{OUTPUT_SUFFIX[fmt]}", data)
+        progress(done, len(inputs))
+    if failures and len(failures) == len(inputs):
+        raise JobFailedError(f"every input failed; first: {failures[0]['detail']}")
+    return failures
+
+
+def _video(ctx: _Context, source: Path) -> None:
+    spec, est, run = ctx.spec, ctx.est, ctx.run
+    stem = Path(input_name(source.name)).stem or "video"
+    target = ctx.out_dir / f"{stem}{_VIDEO_SUFFIX[spec.formats[0]]}"
+
+    def infer(x: np.ndarray) -> np.ndarray:
+        return run(est.infer, x)  # type: ignore[no-any-return]
+
+    process_video(est, source, target, spec.video_options(), ctx.progress, infer=infer)
+
+
+def _package(out_dir: Path, result_dir: Path) -> Path:
+    files = sorted(p for p in out_dir.rglob("*") if p.is_file())
+    if len(files) == 1:
+        return files[0]
+    result = result_dir / "result.zip"
+    # PNG, MP4 and npz are compressed already: storing is as small and much faster.
+    with (
+        atomic_path(result, ".zip") as tmp,
+        zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as archive,
+    ):
+        for path in files:
+            archive.write(path, path.relative_to(out_dir).as_posix())
+    return result
+
+
+def execute_job(
+    spec: JobSpec,
+    inputs: list[Path],
+    work_dir: Path,
+    est: DepthEstimator,
+    *,
+    run: RunFn = run_directly,
+    progress: Callable[[int, int | None], None] | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> JobOutcome:
+    """Run ``spec`` on ``inputs``; outputs go to ``work_dir/out``, the result next to it."""
+    out_dir = work_dir / "out"
+    shutil.rmtree(out_dir, ignore_errors=True)  # a restarted job starts clean
+    out_dir.mkdir(parents=True)
+
+    def report(done: int, total: int | None) -> None:
+        if cancelled():
+            raise JobCancelledError("the job was cancelled")
+        if progress is not None:
+            progress(done, total)
+
+    report(0, len(inputs) if spec.kind == "images" else None)
+    ctx = _Context(spec, out_dir, est, run, report)
+    if spec.kind == "video":
+        _video(ctx, inputs[0])
+        failures: list[dict[str, str]] = []
+    else:
+        failures = _images(ctx, inputs)
+    return JobOutcome(_package(out_dir, work_dir), failures)

@@ -1,0 +1,107 @@
+"""What a job is: its kind, its options, its states. Plain data, JSON both ways.
+
+The same options as ``POST /v1/depth`` (images) and ``depthlite video`` (a video), so a job
+is a deferred call of one of them; the embedded runner, the Celery worker and ``depthlite
+batch`` all read this one description.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+from depthlite.colorize import DEFAULT_COLORMAP, colormap_id
+from depthlite.errors import DepthliteError, InvalidOptionError
+from depthlite.imageio import OUTPUT_FORMATS
+from depthlite.normalize import NormalizerOptions
+from depthlite.specs import RESIZE_MODES, check_choice
+from depthlite.video.pipeline import VideoOptions
+from depthlite.video.sinks import VIDEO_FORMATS
+
+__all__ = [
+    "FINAL_STATES",
+    "JOB_KINDS",
+    "JOB_STATES",
+    "JobCancelledError",
+    "JobNotFoundError",
+    "JobSpec",
+    "JobStateError",
+]
+
+JOB_KINDS = ("images", "video")
+JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
+FINAL_STATES = frozenset({"done", "failed", "cancelled"})
+
+
+class JobNotFoundError(DepthliteError):
+    """No such job for this caller (never existed, expired, or another key's)."""
+
+    code = "job_not_found"
+    status = 404
+
+
+class JobStateError(DepthliteError):
+    """The job is not in a state that allows this (e.g. a result before it is done)."""
+
+    code = "job_not_done"
+    status = 409
+
+
+class JobCancelledError(DepthliteError):
+    """Raised inside a running job when its cancellation was asked for."""
+
+    code = "job_cancelled"
+    status = 409
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job's options. ``formats`` are image outputs, or one video format."""
+
+    kind: str = "images"
+    formats: tuple[str, ...] = ("color",)
+    colormap: str = DEFAULT_COLORMAP
+    resize: str | None = None
+    side: bool = False
+    start: float = 0.0
+    end: float | None = None
+    max_frames: int | None = None
+    normalize: str = "temporal"
+    smoothing: float = NormalizerOptions.smoothing
+
+    def __post_init__(self) -> None:
+        check_choice("job kind", self.kind, JOB_KINDS)
+        allowed = OUTPUT_FORMATS if self.kind == "images" else VIDEO_FORMATS
+        if not self.formats or any(f not in allowed for f in self.formats):
+            raise InvalidOptionError(
+                f"format {','.join(self.formats) or '(none)'} is not valid for {self.kind}; "
+                f"choose from {','.join(allowed)}"
+            )
+        if self.kind == "video" and len(self.formats) != 1:
+            raise InvalidOptionError("a video job has exactly one format: mp4, png16 or npz")
+        colormap_id(self.colormap)
+        if self.resize is not None:
+            check_choice("resize", self.resize, RESIZE_MODES)
+        if self.kind == "video":
+            self.video_options()  # validates times, frames and normaliser options
+
+    def video_options(self) -> VideoOptions:
+        return VideoOptions(
+            fmt=self.formats[0],
+            colormap=self.colormap,
+            side=self.side,
+            normalizer=NormalizerOptions(mode=self.normalize, smoothing=self.smoothing),
+            start=self.start,
+            end=self.end,
+            max_frames=self.max_frames,
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> JobSpec:
+        data = json.loads(text)
+        data["formats"] = tuple(data["formats"])
+        return cls(**data)

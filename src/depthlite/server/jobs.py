@@ -1,0 +1,115 @@
+"""The server's job backend: embedded (SQLite + folder + the worker pool) or Celery.
+
+``Service`` owns one; the routes only call :class:`JobBackend`'s methods. The embedded backend
+runs jobs in this process on the same bounded pool as ``/v1/depth``; with ``DEPTHLITE_QUEUE``
+set, jobs are recorded here but run on ``depthlite worker`` processes (``jobs/celery_app.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from depthlite.estimator import DepthEstimator
+from depthlite.hub import cache_dir
+from depthlite.jobs.local import EmbeddedRunner
+from depthlite.jobs.spec import JobSpec, JobStateError
+from depthlite.jobs.store import Job, JobStore
+from depthlite.server.exceptions import QueueFullError, QueueTimeoutError, ShuttingDownError
+from depthlite.server.pool import WorkerPool
+from depthlite.server.settings import Settings
+
+__all__ = ["JobBackend", "build_job_backend", "jobs_root"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_WAIT_FOR_POOL = 1.0
+
+
+def jobs_root(settings: Settings) -> Path:
+    return settings.jobs_dir if settings.jobs_dir is not None else cache_dir() / "jobs"
+
+
+class JobBackend:
+    """Embedded jobs: state in ``store``, run by an :class:`EmbeddedRunner` on the pool."""
+
+    def __init__(self, store: JobStore, estimator: DepthEstimator, pool: WorkerPool) -> None:
+        self.store = store
+        self.estimator = estimator
+        self.pool = pool
+        self.runner: EmbeddedRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def uploads_dir(self) -> Path:
+        path = self.store.root / "uploads"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start running jobs (after the model is ready); ``loop`` runs the pool's futures."""
+        self._loop = loop
+        self.runner = EmbeddedRunner(self.store, self.estimator, self._run_on_pool)
+        self.runner.start()
+
+    def stop(self, timeout: float | None) -> None:
+        if self.runner is not None:
+            self.runner.stop(timeout)
+
+    def _run_on_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on the worker pool, from the runner's thread; waits for a free slot.
+
+        Jobs are background work: when the pool is full they wait and retry instead of
+        failing, and uploads arriving meanwhile are admitted first.
+        """
+        assert self._loop is not None
+        while True:
+            future = asyncio.run_coroutine_threadsafe(self.pool.submit(fn, *args), self._loop)
+            try:
+                return future.result()
+            except (QueueFullError, QueueTimeoutError) as exc:
+                if self.runner is not None and self.runner.stopping:
+                    raise ShuttingDownError("the server is shutting down") from exc
+                time.sleep(min(exc.retry_after, _MAX_WAIT_FOR_POOL))
+
+    # ------------------------------------------------------------------ the API's verbs
+    def submit(self, spec: JobSpec, inputs: list[Path], owner: str) -> Job:
+        job = self.store.create(spec, inputs, owner)
+        if self.runner is not None:
+            self.runner.wake()
+        return job
+
+    def get(self, job_id: str, owner: str) -> Job:
+        return self.store.get(job_id, owner)
+
+    def result_path(self, job: Job) -> Path:
+        if job.state != "done" or job.result is None:
+            reason = f": {job.error}" if job.error else ""
+            raise JobStateError(f"job {job.id} is {job.state}{reason}; no result to fetch")
+        return self.store.folder(job.id) / job.result
+
+    def cancel(self, job_id: str, owner: str) -> Job | None:
+        """Cancel a queued or running job; delete a finished one (then None)."""
+        job = self.store.get(job_id, owner)
+        if job.final:
+            self.store.delete(job.id)
+            return None
+        job = self.store.cancel(job_id, owner)
+        if self.runner is not None:
+            self.runner.wake()
+        return job
+
+
+def build_job_backend(
+    settings: Settings, estimator: DepthEstimator, pool: WorkerPool
+) -> JobBackend:
+    store = JobStore(jobs_root(settings), ttl=settings.job_ttl)
+    if settings.queue:
+        from depthlite.server.celery_jobs import CeleryJobBackend
+
+        return CeleryJobBackend(store, estimator, pool, settings)
+    return JobBackend(store, estimator, pool)

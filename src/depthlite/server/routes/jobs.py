@@ -1,0 +1,173 @@
+"""``/v1/jobs``: submit work, walk away, come back for the result.
+
+``POST /v1/jobs`` answers 202 at once with the job (its id is 128 random bits); ``GET`` shows
+state and progress with an ``ETag`` (``If-None-Match`` gives 304) and, while the job is not
+finished, ``Retry-After``; ``GET .../result`` is the output (one file, or a zip); ``DELETE``
+cancels a queued or running job, or deletes a finished one. With API keys, a job exists only
+for the key that made it (others get 404, as for an unknown id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+
+from depthlite.colorize import DEFAULT_COLORMAP
+from depthlite.errors import InvalidOptionError
+from depthlite.jobs.execute import input_name
+from depthlite.jobs.spec import JobSpec
+from depthlite.jobs.store import Job
+from depthlite.normalize import DEFAULT_SMOOTHING, NORMALIZER_MODES
+from depthlite.server.deps import Owner, ServiceDep
+from depthlite.server.schemas import ColormapName, JobInfo, JobProgress, ResizeMode
+from depthlite.server.upload import SavedFile, save_uploads
+
+__all__ = ["router"]
+
+_VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg"})
+_POLL_AFTER_SECONDS = "1"
+
+
+def _iso(stamp: float | None) -> str | None:
+    if stamp is None:
+        return None
+    return datetime.fromtimestamp(stamp, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+def _info(job: Job) -> JobInfo:
+    fraction = job.done / job.total if job.total else (1.0 if job.state == "done" else None)
+    links = {"self": f"/v1/jobs/{job.id}"}
+    if job.state == "done":
+        links["result"] = f"/v1/jobs/{job.id}/result"
+    return JobInfo(
+        id=job.id,
+        kind=job.spec.kind,
+        state=job.state,  # type: ignore[arg-type]
+        progress=JobProgress(done=job.done, total=job.total, fraction=fraction),
+        inputs=len(job.inputs),
+        attempts=job.attempts,
+        error=job.error,
+        failures=list(job.failures),
+        created=_iso(job.created),  # type: ignore[arg-type]
+        updated=_iso(job.updated),  # type: ignore[arg-type]
+        finished=_iso(job.finished),
+        expires=_iso(job.expires),
+        links=links,
+    )
+
+
+def _headers(job: Job) -> dict[str, str]:
+    headers = {"ETag": f'"{job.id}.{job.revision}"', "Cache-Control": "no-cache"}
+    if not job.final:
+        headers["Retry-After"] = _POLL_AFTER_SECONDS
+    return headers
+
+
+def _kind(requested: str, files: list[SavedFile]) -> str:
+    if requested != "auto":
+        return requested
+    video = [
+        f
+        for f in files
+        if f.content_type.startswith("video/") or f.path.suffix.lower() in _VIDEO_SUFFIXES
+    ]
+    return "video" if video else "images"
+
+
+def _spec(kind: str, files: list[SavedFile], params: dict[str, object]) -> JobSpec:
+    if kind == "video" and len(files) != 1:
+        raise InvalidOptionError(f"a video job takes exactly one file, got {len(files)}")
+    fmt = params.pop("format")
+    formats = tuple(f.strip() for f in str(fmt).split(",") if f.strip()) if fmt else None
+    return JobSpec(
+        kind=kind, formats=formats or (("mp4",) if kind == "video" else ("color",)), **params
+    )  # type: ignore[arg-type]
+
+
+def router() -> APIRouter:
+    api = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+    @api.post(
+        "", status_code=202, summary="Submit images or a video for later", response_model=JobInfo
+    )
+    async def submit(
+        request: Request,
+        service: ServiceDep,
+        owner: Owner,
+        *,
+        kind: Annotated[Literal["auto", "images", "video"], Query()] = "auto",
+        fmt: Annotated[
+            str | None,
+            Query(
+                alias="format",
+                description="images: color,png16,npy,pfm,side (comma list); video: mp4|png16|npz",
+            ),
+        ] = None,
+        colormap: ColormapName = DEFAULT_COLORMAP,
+        resize: ResizeMode | None = None,
+        side: bool = False,
+        start: Annotated[float, Query(ge=0)] = 0.0,
+        end: float | None = None,
+        max_frames: Annotated[int | None, Query(ge=1)] = None,
+        normalize: Annotated[Literal[NORMALIZER_MODES], Query()] = "temporal",  # type: ignore[valid-type]
+        smoothing: float = DEFAULT_SMOOTHING,
+    ) -> JSONResponse:
+        service.check_available()
+        settings = service.settings
+        folder = service.jobs.uploads_dir / secrets.token_hex(8)
+        folder.mkdir()
+        try:
+            files = await save_uploads(
+                request, settings.max_job_bytes, settings.max_job_files, folder
+            )
+            params: dict[str, object] = {
+                "format": fmt,
+                "colormap": colormap,
+                "resize": resize,
+                "side": side,
+                "start": start,
+                "end": end,
+                "max_frames": max_frames,
+                "normalize": normalize,
+                "smoothing": smoothing,
+            }
+            spec = _spec(_kind(kind, files), files, params)
+            job = await asyncio.to_thread(service.jobs.submit, spec, [f.path for f in files], owner)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        headers = {**_headers(job), "Location": f"/v1/jobs/{job.id}"}
+        return JSONResponse(_info(job).model_dump(), status_code=202, headers=headers)
+
+    @api.get("/{job_id}", summary="State and progress of a job", response_model=JobInfo)
+    async def status(job_id: str, request: Request, service: ServiceDep, owner: Owner) -> Response:
+        job = await asyncio.to_thread(service.jobs.get, job_id, owner)
+        headers = _headers(job)
+        if request.headers.get("if-none-match") == headers["ETag"]:
+            return Response(status_code=304, headers=headers)
+        return JSONResponse(_info(job).model_dump(), headers=headers)
+
+    @api.get(
+        "/{job_id}/result", summary="The output: one file, or a zip", response_class=FileResponse
+    )
+    async def result(job_id: str, service: ServiceDep, owner: Owner) -> FileResponse:
+        job = await asyncio.to_thread(service.jobs.get, job_id, owner)
+        path = await asyncio.to_thread(service.jobs.result_path, job)
+        name = path.name if path.name != "result.zip" else f"depthlite-{job.id[:8]}.zip"
+        return FileResponse(path, filename=input_name(Path(name).name), headers=_headers(job))
+
+    @api.delete("/{job_id}", summary="Cancel a job, or delete a finished one")
+    async def cancel(job_id: str, service: ServiceDep, owner: Owner) -> Response:
+        job = await asyncio.to_thread(service.jobs.cancel, job_id, owner)
+        if job is None:
+            return Response(status_code=204)
+        code = 200 if job.final else 202
+        return JSONResponse(_info(job).model_dump(), status_code=code, headers=_headers(job))
+
+    return api

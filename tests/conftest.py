@@ -110,3 +110,32 @@ def official_style_onnx(checkpoint: Path, tmp_path_factory: pytest.TempPathFacto
             dynamo=False,
         )
     return out
+
+
+def make_clip(
+    path: Path, *, audio: bool = True, seconds: float = 2, size: tuple[int, int] = (96, 64)
+) -> Path:
+    """A small generated H.264 clip (FFmpeg's testsrc2, 10 fps), with a sine tone if ``audio``."""
+    import subprocess
+
+    from depthlite.video.ffmpeg import ffmpeg_executable
+
+    width, height = size
+    args = [ffmpeg_executable(), "-hide_banner", "-v", "error", "-y", "-f", "lavfi"]
+    args += ["-i", f"testsrc2=size={width}x{height}:rate=10:duration={seconds}"]
+    if audio:
+        args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-c:a", "aac"]
+    args += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-shortest", str(path)]
+    subprocess.run(args, check=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def video_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2 s, 96x64, 10 fps, with audio."""
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip.mp4")
+
+
+@pytest.fixture(scope="session")
+def clip_bytes(video_clip: Path) -> bytes:
+    return video_clip.read_bytes()

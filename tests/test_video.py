@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import make_clip
 from depthlite.cli.main import main
 from depthlite.colorize import normalize_minmax
 from depthlite.errors import InvalidOptionError, ToolUnavailableError, VideoDecodeError
@@ -20,20 +20,9 @@ SECONDS = 2
 SIZE = (96, 64)  # width, height: small, so the network runs fast
 
 
-def _make_clip(path: Path, *, audio: bool = True, seconds: float = SECONDS) -> Path:
-    width, height = SIZE
-    args = [ffmpeg_executable(), "-hide_banner", "-v", "error", "-y", "-f", "lavfi"]
-    args += ["-i", f"testsrc2=size={width}x{height}:rate={FPS}:duration={seconds}"]
-    if audio:
-        args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-c:a", "aac"]
-    args += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-shortest", str(path)]
-    subprocess.run(args, check=True)
-    return path
-
-
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _make_clip(tmp_path_factory.mktemp("clip") / "clip.mp4")
+def clip(video_clip: Path) -> Path:
+    return video_clip
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +130,7 @@ def test_png16_refuses_a_folder_that_has_files(
 
 
 def test_video_without_audio(converted_onnx: Path, tmp_path: Path) -> None:
-    silent = _make_clip(tmp_path / "silent.mp4", audio=False, seconds=1)
+    silent = make_clip(tmp_path / "silent.mp4", audio=False, seconds=1)
     out = tmp_path / "out.mp4"
     assert main(["video", str(silent), "-o", str(out), "-q", "--weights", str(converted_onnx)]) == 0
     assert not probe(out).has_audio

@@ -1,0 +1,239 @@
+"""`/v1/jobs` with the embedded runner: results, polling, cancel, owners, expiry, restart."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+
+from fastapi.testclient import TestClient
+
+from conftest import test_image
+from depthlite import DepthEstimator
+from depthlite.imageio import encode_outputs
+from depthlite.jobs.spec import JobSpec
+from depthlite.jobs.store import JobStore
+from depthlite.server import Settings, create_app
+from test_server import assert_error, png_bytes, wait_ready
+
+IMAGES = [png_bytes(test_image(seed, 40, 56)) for seed in range(3)]
+
+
+class SlowEstimator(DepthEstimator):
+    delay = 0.4
+
+    def predict(self, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(self.delay)
+        return super().predict(*args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def estimator(converted_onnx: Path) -> DepthEstimator:
+    est = DepthEstimator(weights=converted_onnx, threads=1, progress=False)
+    est.load()
+    return est
+
+
+def _app(est: DepthEstimator, jobs_dir: Path, **settings: Any) -> TestClient:
+    return TestClient(create_app(Settings(jobs_dir=jobs_dir, **settings), est))
+
+
+@pytest.fixture
+def client(estimator: DepthEstimator, tmp_path: Path) -> Iterator[TestClient]:
+    with _app(estimator, tmp_path / "jobs") as test_client:
+        wait_ready(test_client)
+        yield test_client
+
+
+def _files(*names_and_data: tuple[str, bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("file", (name, data, "application/octet-stream")) for name, data in names_and_data]
+
+
+def _submit(client: TestClient, files: list, **params: Any) -> dict[str, Any]:
+    response = client.post("/v1/jobs", params=params, files=files)
+    assert response.status_code == 202, response.text
+    assert response.headers["location"] == f"/v1/jobs/{response.json()['id']}"
+    return response.json()
+
+
+def _wait(client: TestClient, job_id: str, states: tuple[str, ...] = ("done",), **kw: Any) -> dict:
+    deadline = time.monotonic() + 60
+    while True:
+        body = client.get(f"/v1/jobs/{job_id}", **kw).json()
+        if body["state"] in states:
+            return body
+        assert body["state"] not in {"failed", "cancelled"} - set(states), body
+        assert time.monotonic() < deadline, body
+        time.sleep(0.05)
+
+
+def test_image_job_gives_a_zip_of_every_output_and_reports_bad_inputs(
+    client: TestClient, estimator: DepthEstimator
+) -> None:
+    files = _files(("a.png", IMAGES[0]), ("b.png", IMAGES[1]), ("broken.png", b"not an image"))
+    job = _submit(client, files, format="color,npy")
+    assert job["state"] in {"queued", "running"}
+    assert len(job["id"]) >= 22  # 128 random bits
+    done = _wait(client, job["id"])
+    assert done["progress"] == {"done": 3, "total": 3, "fraction": 1.0}
+    assert [f["input"] for f in done["failures"]] == ["broken.png"]
+    assert done["failures"][0]["error"] == "unsupported_media_type"
+    result = client.get(done["links"]["result"])
+    assert result.status_code == 200
+    archive = zipfile.ZipFile(io.BytesIO(result.content))
+    assert sorted(archive.namelist()) == ["a.npy", "a_color.png", "b.npy", "b_color.png"]
+    expected = estimator.predict(IMAGES[0])
+    color = encode_outputs(expected.depth, expected.image, ["color"])["color"]
+    assert archive.read("a_color.png") == color
+    np.testing.assert_array_equal(np.load(io.BytesIO(archive.read("a.npy"))), expected.depth)
+
+
+def test_one_image_one_format_is_the_file_itself(client: TestClient) -> None:
+    job = _submit(client, _files(("photo.png", IMAGES[2])), format="png16")
+    _wait(client, job["id"])
+    result = client.get(f"/v1/jobs/{job['id']}/result")
+    assert result.headers["content-disposition"] == 'attachment; filename="photo_depth16.png"'
+    assert result.content.startswith(b"\x89PNG")
+
+
+def test_polling_hints_etag_and_retry_after(estimator: DepthEstimator, tmp_path: Path) -> None:
+    slow = SlowEstimator(weights=estimator.weights, threads=1, progress=False)
+    with _app(slow, tmp_path / "jobs") as client:
+        wait_ready(client)
+        job = _submit(client, _files(*(("x.png", img) for img in IMAGES[:1])))
+        first = client.get(f"/v1/jobs/{job['id']}")
+        assert first.headers["retry-after"] == "1"
+        etag = first.headers["etag"]
+        same = client.get(f"/v1/jobs/{job['id']}", headers={"if-none-match": etag})
+        assert same.status_code in {304, 200}  # 200 only if the job moved on meanwhile
+        early = client.get(f"/v1/jobs/{job['id']}/result")
+        if early.status_code != 200:
+            assert_error(early, 409, "job_not_done")
+        done = _wait(client, job["id"])
+        final = client.get(f"/v1/jobs/{job['id']}")
+        assert "retry-after" not in final.headers
+        assert final.headers["etag"] != etag
+        assert (
+            client.get(
+                f"/v1/jobs/{job['id']}", headers={"if-none-match": final.headers["etag"]}
+            ).status_code
+            == 304
+        )
+        assert done["expires"] is not None
+
+
+def test_cancel_queued_and_running_jobs_and_delete_finished(
+    estimator: DepthEstimator, tmp_path: Path
+) -> None:
+    slow = SlowEstimator(weights=estimator.weights, threads=1, progress=False)
+    with _app(slow, tmp_path / "jobs") as client:
+        wait_ready(client)
+        running = _submit(client, _files(*((f"{i}.png", IMAGES[i % 3]) for i in range(6))))
+        queued = _submit(client, _files(("q.png", IMAGES[0])))
+        _wait(client, running["id"], states=("running",))
+        cancelled = client.delete(f"/v1/jobs/{queued['id']}")
+        assert cancelled.status_code == 200
+        assert cancelled.json()["state"] == "cancelled"
+        stopping = client.delete(f"/v1/jobs/{running['id']}")
+        assert stopping.status_code == 202
+        body = _wait(client, running["id"], states=("cancelled",))
+        assert body["progress"]["done"] < 6
+        assert_error(client.get(f"/v1/jobs/{running['id']}/result"), 409, "job_not_done")
+        assert client.delete(f"/v1/jobs/{running['id']}").status_code == 204
+        assert_error(client.get(f"/v1/jobs/{running['id']}"), 404, "job_not_found")
+        assert not (tmp_path / "jobs" / running["id"]).exists()
+
+
+def test_jobs_belong_to_the_key_that_made_them(estimator: DepthEstimator, tmp_path: Path) -> None:
+    with _app(estimator, tmp_path / "jobs", api_key="alpha-key, beta-key") as client:
+        wait_ready(client)
+        alpha = {"Authorization": "Bearer alpha-key"}
+        beta = {"Authorization": "Bearer beta-key"}
+        assert_error(
+            client.post("/v1/jobs", files=_files(("a.png", IMAGES[0]))), 401, "unauthorized"
+        )
+        response = client.post("/v1/jobs", files=_files(("a.png", IMAGES[0])), headers=alpha)
+        job_id = response.json()["id"]
+        _wait(client, job_id, headers=alpha)
+        for method, path in (("get", ""), ("get", "/result"), ("delete", "")):
+            other = getattr(client, method)(f"/v1/jobs/{job_id}{path}", headers=beta)
+            assert_error(other, 404, "job_not_found")
+        assert client.get(f"/v1/jobs/{job_id}/result", headers=alpha).status_code == 200
+        assert_error(client.get(f"/v1/jobs/{job_id}"), 401, "unauthorized")
+
+
+def test_results_expire(estimator: DepthEstimator, tmp_path: Path) -> None:
+    with _app(estimator, tmp_path / "jobs", job_ttl=0.5) as client:
+        wait_ready(client)
+        job = _submit(client, _files(("a.png", IMAGES[0])))
+        _wait(client, job["id"])
+        time.sleep(0.6)
+        assert_error(client.get(f"/v1/jobs/{job['id']}"), 404, "job_not_found")
+        store = client.app.state.service.jobs.store  # type: ignore[attr-defined]
+        assert store.expire() == 1
+        assert not (tmp_path / "jobs" / job["id"]).exists()
+
+
+def test_bad_job_requests(client: TestClient, clip_bytes: bytes) -> None:
+    assert_error(
+        client.post("/v1/jobs", params={"format": "gif"}, files=_files(("a.png", IMAGES[0]))),
+        422,
+        "invalid_option",
+    )
+    two_videos = _files(("a.mp4", clip_bytes), ("b.mp4", clip_bytes))
+    assert_error(client.post("/v1/jobs", files=two_videos), 422, "invalid_option")
+    assert_error(
+        client.post("/v1/jobs", files=[("other", ("a.png", IMAGES[0], "image/png"))]),
+        422,
+        "missing_image",
+    )
+    assert_error(
+        client.post(
+            "/v1/jobs",
+            params={"kind": "video", "format": "color"},
+            files=_files(("a.mp4", clip_bytes)),
+        ),
+        422,
+        "invalid_option",
+    )
+
+
+def test_video_job(client: TestClient, clip_bytes: bytes) -> None:
+    job = _submit(client, _files(("walk.mp4", clip_bytes)), max_frames=5, format="npz")
+    assert job["kind"] == "video"
+    done = _wait(client, job["id"])
+    assert done["progress"]["done"] == 5
+    result = client.get(f"/v1/jobs/{job['id']}/result")
+    assert result.headers["content-disposition"] == 'attachment; filename="walk_depth.npz"'
+    with np.load(io.BytesIO(result.content)) as data:
+        assert data["depth"].shape[0] == 5
+
+
+def test_restart_loses_nothing(estimator: DepthEstimator, tmp_path: Path) -> None:
+    jobs_dir = tmp_path / "jobs"
+    slow = SlowEstimator(weights=estimator.weights, threads=1, progress=False)
+    with _app(slow, jobs_dir, shutdown_timeout=5) as client:
+        wait_ready(client)
+        ids = [_submit(client, _files(*((f"{i}.png", IMAGES[i]) for i in range(3))))["id"]]
+        ids += [_submit(client, _files(("one.png", IMAGES[0])))["id"] for _ in range(2)]
+        _wait(client, ids[0], states=("running",))
+    # The server stopped mid-job. A crash is harsher: a job left "running" with no runner.
+    crashed = JobStore(jobs_dir, ttl=3600)
+    spare = tmp_path / "000000_spare.png"
+    spare.write_bytes(IMAGES[1])
+    ids.append(crashed.create(JobSpec(), [spare], owner="").id)
+    assert crashed.claim_next() is not None  # the oldest queued one is now "running"
+    with _app(estimator, jobs_dir) as client:
+        wait_ready(client)
+        finals = [_wait(client, job_id) for job_id in ids]
+    assert all(body["state"] == "done" for body in finals)
+    assert finals[0]["attempts"] == 2  # interrupted once, restarted once
+    assert finals[0]["progress"]["done"] == 3

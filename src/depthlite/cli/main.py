@@ -7,13 +7,13 @@ import sys
 from collections.abc import Sequence
 
 from depthlite._version import __version__
-from depthlite.cli import bench, manage, predict, serve, video
+from depthlite.cli import bench, jobs, manage, predict, serve, video
 from depthlite.cli.common import configure_logging, error
 from depthlite.errors import DepthliteError
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (predict, video, manage, bench, serve)
+_COMMANDS = (predict, video, jobs, manage, bench, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -195,6 +195,14 @@ class JobStore:
             self._update(row["id"], "state = 'running', attempts = attempts + 1, done = 0")
         return self.get(row["id"])
 
+    def mark_running(self, job_id: str, attempts: int) -> None:
+        """A remote worker started the job (distributed mode)."""
+        self._db().execute(
+            "UPDATE jobs SET state = 'running', attempts = ?, updated = ?, "
+            "revision = revision + 1 WHERE id = ? AND state IN ('queued', 'running')",
+            (attempts, time.time(), job_id),
+        )
+
     def progress(self, job_id: str, done: int, total: int | None) -> None:
         self._update(job_id, "done = ?, total = ?", done, total)
 

@@ -8,7 +8,7 @@ modes, models) are validated with the same functions the library uses.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -26,6 +26,9 @@ from depthlite.specs import (
     check_precision,
     get_spec,
 )
+
+if TYPE_CHECKING:
+    from depthlite.jobs.protocol import QueueConfig
 
 __all__ = ["ENV_PREFIX", "LOG_FORMATS", "LOG_LEVELS", "Settings", "load_settings"]
 
@@ -77,6 +80,10 @@ class Settings(BaseSettings):
     store: str | None = Field(
         None, description="distributed jobs' shared store: a folder, or s3://bucket/prefix"
     )
+    queue_max_tries: int = Field(3, ge=1, description="distributed job attempts before it fails")
+    queue_visibility_timeout: float = Field(
+        3600.0, gt=0, description="seconds before a dead worker's job is delivered again"
+    )
     log_format: Literal["plain", "json"] = Field("plain", description="plain text or JSON lines")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
 
@@ -117,6 +124,29 @@ class Settings(BaseSettings):
     def _precision_for_backend(self) -> Settings:
         check_precision(self.backend, self.precision)
         return self
+
+    @model_validator(mode="after")
+    def _queue_needs_store(self) -> Settings:
+        if self.queue and not self.store:
+            raise InvalidOptionError(
+                "a job queue (DEPTHLITE_QUEUE) needs a shared store every worker can reach: "
+                "--store /shared/folder or s3://bucket/prefix (DEPTHLITE_STORE)"
+            )
+        return self
+
+    def queue_config(self) -> QueueConfig:
+        """What the Celery app of ``depthlite serve`` and ``depthlite worker`` is made from."""
+        if not self.queue or not self.store:
+            raise InvalidOptionError("no job queue configured (DEPTHLITE_QUEUE=redis://...)")
+        from depthlite.jobs.protocol import QueueConfig
+
+        return QueueConfig(
+            broker=self.queue,
+            store=self.store,
+            max_tries=self.queue_max_tries,
+            visibility_timeout=self.queue_visibility_timeout,
+            result_ttl=self.job_ttl,
+        )
 
     @property
     def api_keys(self) -> tuple[str, ...]:

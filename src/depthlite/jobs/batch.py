@@ -1,0 +1,194 @@
+"""``depthlite batch``: a folder of images through the job machinery, resumable.
+
+Local (default): the images run in this process with the same per-image step as every job
+(``execute_job``'s), written where ``depthlite predict -o OUT`` would write them. Through the
+queue (``queue`` configured): the images go in chunks as Celery jobs, any number of workers
+take them, and results come back through the shared store into ``OUT``. Either way, an image
+whose outputs all exist already is skipped, so re-running after an interruption resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from depthlite.errors import InputError
+from depthlite.estimator import DepthEstimator
+from depthlite.imageio import InputItem, output_path, write_outputs
+from depthlite.jobs.protocol import QueueConfig
+from depthlite.jobs.shared import SharedStore
+from depthlite.jobs.spec import JobSpec
+
+if TYPE_CHECKING:
+    from celery import Celery
+    from celery.result import AsyncResult
+
+__all__ = ["BatchReport", "pending_items", "run_local", "run_queued"]
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]  # images finished so far
+_POLL_SECONDS = 0.2
+
+
+@dataclass
+class BatchReport:
+    done: int = 0
+    skipped: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def pending_items(
+    items: list[InputItem], out_dir: Path, formats: tuple[str, ...]
+) -> tuple[list[InputItem], int]:
+    """The items that still lack an output, and how many are complete already."""
+    pending = [
+        item
+        for item in items
+        if not all(output_path(out_dir, item.relative, fmt).is_file() for fmt in formats)
+    ]
+    return pending, len(items) - len(pending)
+
+
+def run_local(
+    est: DepthEstimator,
+    items: list[InputItem],
+    out_dir: Path,
+    *,
+    formats: tuple[str, ...],
+    colormap: str,
+    progress: Progress,
+) -> BatchReport:
+    report = BatchReport()
+    for item in items:
+        try:
+            result = est.predict(item.path if item.path is not None else b"", source=item.source)
+            write_outputs(result.depth, result.image, out_dir, item.relative, formats, colormap)
+            report.done += 1
+        except (InputError, OSError) as exc:
+            report.failures.append(
+                str(exc) if isinstance(exc, InputError) else f"{item.source}: {exc}"
+            )
+        progress(report.done + len(report.failures))
+    return report
+
+
+@dataclass
+class _Chunk:
+    job_id: str
+    items: list[InputItem]
+    stems: dict[str, Path]  # flat output stem -> the item's relative output stem
+    task: AsyncResult | None = None
+    finished: bool = False
+    progress: int = 0
+
+
+def _flat(relative: Path) -> str:
+    return "__".join(relative.parts)
+
+
+def _submit(
+    celery: Celery, store: SharedStore, chunk_items: list[InputItem], spec: JobSpec
+) -> _Chunk:
+    from depthlite.jobs.protocol import TASK_NAME, job_payload
+
+    job_id = f"batch-{uuid.uuid4().hex}"
+    stems = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for index, item in enumerate(chunk_items):
+            assert item.path is not None
+            flat = _flat(item.relative)
+            stems[flat] = item.relative
+            path = Path(tmp) / f"{index:06d}_{flat}{item.path.suffix}"
+            shutil.copyfile(item.path, path)
+            paths.append(path)
+        payload = job_payload(job_id, spec, paths, store)
+    task = celery.send_task(TASK_NAME, args=[payload], task_id=job_id)
+    return _Chunk(job_id, chunk_items, stems, task)
+
+
+def _unpack(local: Path, chunk: _Chunk, out_dir: Path) -> None:
+    """Put a chunk's result (one file or a zip) where ``predict -o OUT`` would."""
+    archive = zipfile.ZipFile(local) if local.suffix == ".zip" else None
+    names = archive.namelist() if archive is not None else [local.name]
+    for name in names:
+        flat = next((f for f in chunk.stems if name.startswith(f)), None)
+        if flat is None:
+            continue
+        relative = chunk.stems[flat]
+        target = out_dir / relative.parent / (relative.name + name[len(flat) :])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if archive is not None:
+            target.write_bytes(archive.read(name))
+        else:
+            shutil.copyfile(local, target)
+
+
+def _collect(
+    chunk: _Chunk, answer: dict[str, Any], store: SharedStore, out_dir: Path, report: BatchReport
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / Path(answer["result_key"]).name
+        store.get_file(answer["result_key"], local)
+        _unpack(local, chunk, out_dir)
+    failures = answer.get("failures", [])
+    report.failures += [f"{f['input']}: {f['detail']}" for f in failures]
+    report.done += len(chunk.items) - len(failures)
+    store.delete_prefix(f"results/{chunk.job_id}")
+    store.delete_prefix(f"inputs/{chunk.job_id}")
+
+
+def run_queued(
+    config: QueueConfig,
+    items: list[InputItem],
+    out_dir: Path,
+    *,
+    formats: tuple[str, ...],
+    colormap: str,
+    progress: Progress,
+    chunk_size: int = 8,
+) -> BatchReport:
+    """Send ``items`` as Celery jobs of ``chunk_size`` images; wait and collect the results."""
+    from depthlite.jobs.celery_app import make_celery
+    from depthlite.jobs.shared import open_store
+
+    celery, store = make_celery(config), open_store(config.store)
+    spec = JobSpec(kind="images", formats=formats, colormap=colormap)
+    chunks = [
+        _submit(celery, store, items[i : i + chunk_size], spec)
+        for i in range(0, len(items), chunk_size)
+    ]
+    report = BatchReport()
+    while not all(chunk.finished for chunk in chunks):
+        for chunk in (c for c in chunks if not c.finished):
+            _poll(chunk, store, out_dir, report)
+        progress(
+            report.done + len(report.failures) + sum(c.progress for c in chunks if not c.finished)
+        )
+        time.sleep(_POLL_SECONDS)
+    return report
+
+
+def _poll(chunk: _Chunk, store: SharedStore, out_dir: Path, report: BatchReport) -> None:
+    task = chunk.task
+    assert task is not None
+    state = task.state
+    if state == "PROGRESS" and isinstance(task.info, dict):
+        chunk.progress = int(task.info.get("done", 0))
+    elif state == "SUCCESS":
+        chunk.finished = True
+        _collect(chunk, task.result, store, out_dir, report)
+        task.forget()
+    elif state == "FAILURE":
+        chunk.finished = True
+        report.failures += [f"{item.source}: {task.result}" for item in chunk.items]
+        task.forget()

@@ -1,0 +1,102 @@
+"""Jobs through Celery: recorded in this server's store, run by ``depthlite worker`` processes.
+
+The server keeps each job's row (owner, options, inputs) in its SQLite store as in embedded
+mode, so ownership, expiry and the API are the same; the task's state comes from Celery's
+result store (Redis) whenever a client asks, and the result file is fetched from the shared
+store once, into the job's folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from celery.result import AsyncResult
+
+from depthlite.estimator import DepthEstimator
+from depthlite.jobs.celery_app import make_celery
+from depthlite.jobs.protocol import TASK_NAME, JobTaskCancelled, cancel_key, job_payload
+from depthlite.jobs.shared import open_store
+from depthlite.jobs.store import Job, JobStore
+from depthlite.server.jobs import JobBackend
+from depthlite.server.pool import WorkerPool
+from depthlite.server.settings import Settings
+
+__all__ = ["CeleryJobBackend"]
+
+logger = logging.getLogger(__name__)
+
+_KEY_TTL = 7 * 24 * 3600
+
+
+class CeleryJobBackend(JobBackend):
+    def __init__(
+        self, store: JobStore, estimator: DepthEstimator, pool: WorkerPool, settings: Settings
+    ) -> None:
+        super().__init__(store, estimator, pool)
+        import redis
+
+        config = settings.queue_config()
+        self.celery = make_celery(config)
+        self.shared = open_store(config.store)
+        self.redis = redis.Redis.from_url(config.broker)
+
+    def start(self, loop: Any) -> None:
+        self.store.recover()  # rows only: the tasks themselves live in Redis
+        logger.info("jobs go to Celery workers at %s", self.celery.conf.broker_url)
+
+    def stop(self, timeout: float | None) -> None:
+        self.redis.close()
+
+    def submit(self, spec: Any, inputs: list[Path], owner: str) -> Job:
+        job = self.store.create(spec, inputs, owner)
+        payload = job_payload(job.id, spec, self.store.input_paths(job), self.shared)
+        self.celery.send_task(TASK_NAME, args=[payload], task_id=job.id)
+        self.store.expire()
+        return job
+
+    def get(self, job_id: str, owner: str) -> Job:
+        job = self.store.get(job_id, owner)
+        return job if job.final else self._sync(job)
+
+    def _sync(self, job: Job) -> Job:
+        """Bring the row up to date with the task's state in Redis."""
+        task = AsyncResult(job.id, app=self.celery)
+        state = task.state
+        info = task.info if isinstance(task.info, dict) else {}
+        if state in {"STARTED", "PROGRESS"}:
+            if job.state == "queued":
+                self.store.mark_running(job.id, int(info.get("attempts") or 1))
+            if state == "PROGRESS":
+                self.store.progress(job.id, int(info.get("done", 0)), info.get("total"))
+        elif state == "SUCCESS":
+            self._collect(job, task.result)
+        elif state == "FAILURE":
+            error = task.result
+            if isinstance(error, JobTaskCancelled):
+                self.store.mark_cancelled(job.id)
+            else:
+                self.store.fail(job.id, str(error) or type(error).__name__)
+            task.forget()
+        return self.store.get(job.id)
+
+    def _collect(self, job: Job, answer: dict[str, Any]) -> None:
+        key = answer["result_key"]
+        target = self.store.folder(job.id) / Path(key).name
+        self.shared.get_file(key, target)
+        self.store.mark_running(job.id, int(answer.get("attempts", 1)))
+        self.store.finish(job.id, target.name, list(answer.get("failures", [])))
+        self.shared.delete_prefix(f"results/{job.id}")
+        self.shared.delete_prefix(f"inputs/{job.id}")
+
+    def cancel(self, job_id: str, owner: str) -> Job | None:
+        job = self.store.get(job_id, owner)
+        if job.final:
+            self.store.delete(job.id)
+            return None
+        # The task checks this flag before it starts and between images or frames.
+        self.redis.set(cancel_key(job_id), b"1", ex=_KEY_TTL)
+        if job.state == "queued":
+            self.celery.control.revoke(job_id)
+        return self.store.cancel(job_id, owner)

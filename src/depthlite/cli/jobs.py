@@ -93,7 +93,7 @@ def run_batch(args: argparse.Namespace) -> int:
 
     queued = not args.local and bool(args.queue or os.environ.get("DEPTHLITE_QUEUE"))
     config = _settings(args).queue_config() if queued else None  # type: ignore[attr-defined]
-    items, failures = expand_inputs(args.inputs, recursive=args.recursive, flat_output=False)
+    items, failures = expand_inputs(args.inputs, recursive=args.recursive, flat_output=True)
     for failure in failures:
         error(str(failure))
     todo, skipped = pending_items(items, args.output, args.format)

@@ -98,6 +98,26 @@ class DepthEstimator:
         self._backend: Backend | None = None
         self._model_file: ModelFile | None = None
 
+    @classmethod
+    def from_options(cls, options: object, *, progress: bool = True) -> DepthEstimator:
+        """An estimator from any object with the constructor's option names as attributes.
+
+        The CLI's parsed arguments and the server's settings share these names; a missing
+        attribute takes the constructor's default.
+        """
+        defaults = cls(progress=progress)
+        return cls(
+            getattr(options, "model", defaults.spec.name),
+            getattr(options, "backend", defaults.backend_name),
+            getattr(options, "precision", defaults.precision),
+            resize=getattr(options, "resize", defaults.resize),
+            threads=getattr(options, "threads", None),
+            weights=getattr(options, "weights", None),
+            offline=getattr(options, "offline", None),
+            max_pixels=getattr(options, "max_pixels", defaults.max_pixels),
+            progress=progress,
+        )
+
     def __repr__(self) -> str:
         return (
             f"DepthEstimator(model={self.spec.name!r}, backend={self.backend_name!r}, "

@@ -7,8 +7,9 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from depthlite.colorize import COLORMAPS, DEFAULT_COLORMAP
 from depthlite.estimator import DepthEstimator
-from depthlite.imageio import DEFAULT_MAX_PIXELS
+from depthlite.imageio import OUTPUT_FORMATS
 from depthlite.specs import (
     BACKENDS,
     DEFAULT_BACKEND,
@@ -21,6 +22,8 @@ from depthlite.specs import (
 )
 
 __all__ = [
+    "add_colormap_option",
+    "add_formats_option",
     "add_model_options",
     "build_estimator",
     "comma_list",
@@ -111,14 +114,26 @@ def error(message: str) -> None:
 
 def build_estimator(args: argparse.Namespace, *, progress: bool) -> DepthEstimator:
     """The estimator the options of :func:`add_model_options` describe (nothing loaded yet)."""
-    return DepthEstimator(
-        args.model,
-        args.backend,
-        args.precision,
-        resize=args.resize,
-        threads=args.threads,
-        weights=args.weights,
-        offline=args.offline,
-        max_pixels=getattr(args, "max_pixels", DEFAULT_MAX_PIXELS),
-        progress=progress,
+    return DepthEstimator.from_options(args, progress=progress)
+
+
+def add_colormap_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--colormap",
+        type=str.lower,
+        choices=sorted(COLORMAPS),
+        default=DEFAULT_COLORMAP,
+        metavar="NAME",
+        help=f"OpenCV colour map (default {DEFAULT_COLORMAP}; {', '.join(sorted(COLORMAPS))})",
+    )
+
+
+def add_formats_option(parser: argparse.ArgumentParser, default: tuple[str, ...]) -> None:
+    parser.add_argument(
+        "-f",
+        "--format",
+        type=comma_list(OUTPUT_FORMATS, "format"),
+        default=default,
+        metavar="LIST",
+        help=f"comma-separated outputs: {','.join(OUTPUT_FORMATS)} (default: {','.join(default)})",
     )

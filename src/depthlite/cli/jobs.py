@@ -8,10 +8,16 @@ import socket
 import sys
 from pathlib import Path
 
-from depthlite.cli.common import add_model_options, build_estimator, comma_list, error, positive_int
-from depthlite.colorize import COLORMAPS, DEFAULT_COLORMAP
+from depthlite.cli.common import (
+    add_colormap_option,
+    add_formats_option,
+    add_model_options,
+    build_estimator,
+    error,
+    positive_int,
+)
 from depthlite.errors import EXIT_FAILURE, EXIT_OK
-from depthlite.imageio import OUTPUT_FORMATS, expand_inputs
+from depthlite.imageio import expand_inputs
 
 __all__ = ["register"]
 
@@ -50,21 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("inputs", nargs="+", metavar="DIR", help="folders, files or globs")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
-    p.add_argument(
-        "-f",
-        "--format",
-        type=comma_list(OUTPUT_FORMATS, "format"),
-        default=("color",),
-        metavar="LIST",
-        help="outputs (default color)",
-    )
-    p.add_argument(
-        "--colormap",
-        type=str.lower,
-        choices=sorted(COLORMAPS),
-        default=DEFAULT_COLORMAP,
-        metavar="NAME",
-    )
+    add_formats_option(p, ("color",))
+    add_colormap_option(p)
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders")
     p.add_argument("--local", action="store_true", help="run here even if a queue is set")
     p.add_argument("--chunk", type=positive_int, default=8, help="images per queued job")

@@ -7,18 +7,17 @@ import sys
 from pathlib import Path
 
 from depthlite.cli.common import (
+    add_colormap_option,
+    add_formats_option,
     add_model_options,
     build_estimator,
-    comma_list,
     error,
     positive_int,
 )
-from depthlite.colorize import COLORMAPS, DEFAULT_COLORMAP
 from depthlite.errors import EXIT_FAILURE, EXIT_OK, InputError
 from depthlite.estimator import DepthEstimator
 from depthlite.imageio import (
     DEFAULT_MAX_PIXELS,
-    OUTPUT_FORMATS,
     InputItem,
     expand_inputs,
     write_outputs,
@@ -40,22 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "inputs", nargs="+", metavar="INPUT", help="image file, folder, glob, or - for stdin"
     )
     p.add_argument("-o", "--output", type=Path, metavar="DIR", help="output folder")
-    p.add_argument(
-        "-f",
-        "--format",
-        type=comma_list(OUTPUT_FORMATS, "format"),
-        default=DEFAULT_FORMATS,
-        metavar="LIST",
-        help=f"comma-separated outputs: {','.join(OUTPUT_FORMATS)} (default: color)",
-    )
-    p.add_argument(
-        "--colormap",
-        type=str.lower,
-        choices=sorted(COLORMAPS),
-        default=DEFAULT_COLORMAP,
-        metavar="NAME",
-        help=f"OpenCV colour map (default {DEFAULT_COLORMAP}; {', '.join(sorted(COLORMAPS))})",
-    )
+    add_formats_option(p, DEFAULT_FORMATS)
+    add_colormap_option(p)
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders")
     p.add_argument(
         "--max-pixels",

@@ -7,8 +7,12 @@ import os
 import sys
 from pathlib import Path
 
-from depthlite.cli.common import add_model_options, build_estimator, positive_int
-from depthlite.colorize import COLORMAPS, DEFAULT_COLORMAP
+from depthlite.cli.common import (
+    add_colormap_option,
+    add_model_options,
+    build_estimator,
+    positive_int,
+)
 from depthlite.errors import EXIT_OK
 from depthlite.normalize import (
     DEFAULT_CUT_THRESHOLD,
@@ -69,14 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("-f", "--format", choices=VIDEO_FORMATS, help="default: from OUT's name")
     p.add_argument("--side", action="store_true", help="input and depth side by side (mp4)")
-    p.add_argument(
-        "--colormap",
-        type=str.lower,
-        choices=sorted(COLORMAPS),
-        default=DEFAULT_COLORMAP,
-        metavar="NAME",
-        help=f"OpenCV colour map (default {DEFAULT_COLORMAP})",
-    )
+    add_colormap_option(p)
     p.add_argument("--start", type=parse_time, default=0.0, help="start time (s or HH:MM:SS)")
     p.add_argument("--end", type=parse_time, help="end time (s or HH:MM:SS)")
     p.add_argument("--max-frames", type=positive_int, help="stop after this many frames")

@@ -44,17 +44,7 @@ _WARMUP_SHAPES = ((480, 640), (640, 480), (256, 256))
 
 def build_estimator(settings: Settings) -> DepthEstimator:
     """The estimator ``settings`` describe; nothing is loaded yet."""
-    return DepthEstimator(
-        settings.model,
-        settings.backend,
-        settings.precision,
-        resize=settings.resize,
-        threads=settings.threads,
-        weights=settings.weights,
-        offline=settings.offline,
-        max_pixels=settings.max_pixels,
-        progress=False,
-    )
+    return DepthEstimator.from_options(settings, progress=False)
 
 
 def _warmup_image(height: int, width: int) -> np.ndarray:

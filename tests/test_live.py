@@ -197,3 +197,36 @@ def test_shutdown_closes_open_streams(estimator: DepthEstimator) -> None:
             with pytest.raises(WebSocketDisconnect) as closed:
                 ws.receive_text()
             assert closed.value.code == 1001
+
+
+def test_a_busy_live_stream_does_not_starve_uploads(converted_onnx: Path) -> None:
+    import threading
+
+    est = _estimator(SlowEstimator, converted_onnx)
+    est.delay = 0.1  # type: ignore[attr-defined]
+    stop = threading.Event()
+    answered = []
+    with _client(est, workers=1, queue_size=4) as client:
+        wait_ready(client)
+
+        def stream() -> None:
+            with client.websocket_connect("/v1/live") as ws:
+                while not stop.is_set():
+                    ws.send_bytes(FRAMES[0])
+                    message = ws.receive()
+                    answered.append("bytes" in message and message["bytes"] is not None)
+
+        streamer = threading.Thread(target=stream)
+        streamer.start()
+        try:
+            deadline = time.monotonic() + 10
+            while sum(answered) < 3:
+                assert time.monotonic() < deadline, "the live stream never got going"
+                time.sleep(0.01)
+            for frame in FRAMES[:3]:  # while the stream keeps the single worker busy
+                response = client.post("/v1/depth", content=frame)
+                assert response.status_code == 200, response.text
+        finally:
+            stop.set()
+            streamer.join(timeout=10)
+    assert sum(answered) >= 3

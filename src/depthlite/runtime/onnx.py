@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import platform
@@ -50,6 +51,22 @@ def _exact_env_arena() -> bool:
                 logger.debug("cannot register a shared ONNX Runtime arena: %s", exc)
                 _env_arena_state["ready"] = False
         return _env_arena_state["ready"]
+
+
+def _release_freed_heap() -> None:
+    """Give the heap pages freed while a session was created back to the kernel (glibc only).
+
+    Parsing the model file frees 10+ MB below memory that stays in use, so glibc keeps those
+    pages resident (it only trims the top of the heap) and the first image then grows the
+    process further. One ``malloc_trim`` per session load, never per image: measured 6-7 MB
+    off the INT8 peak of ``depthlite predict`` on a 1080p photo.
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):  # not glibc (musl, macOS, Windows): nothing to do
+        return
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
 
 
 def _session_options(
@@ -176,6 +193,7 @@ class OnnxRuntimeBackend(Backend):
             self._session = _load_optimized(
                 self.model_path, self.threads, exact_arena=self.precision == "int8"
             )
+            _release_freed_heap()
         except Exception as exc:  # ORT raises its own untyped errors for bad files
             raise BackendUnavailableError(
                 f"ONNX Runtime cannot load {self.model_path}: {exc}; delete the file to "

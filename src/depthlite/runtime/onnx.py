@@ -35,8 +35,9 @@ def _exact_env_arena() -> bool:
 
     The default arena grows by powers of two; for the INT8 model (small weights and packed
     buffers) that rounding is 12-14 MB of a ~165 MB peak. Measured in one process, sessions
-    interleaved: INT8 the same speed (within noise) and 6 MB less at load, 7 MB less after
-    a run; FP32 grew 5-9 MB with it, so only INT8 sessions opt in (``use_env_allocators``).
+    interleaved: INT8 -2 % to +5 % network time (within noise), 6 MB less at load, 7 MB
+    less after a run; FP32 grew 5-9 MB with it, so only INT8 sessions opt in
+    (``use_env_allocators``).
     """
     with _env_arena_lock:
         if "ready" not in _env_arena_state:

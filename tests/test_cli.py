@@ -281,3 +281,28 @@ def test_same_stem_inputs_never_overwrite_each_other(
     )
     assert code == 0
     assert len(list((tmp_path / "d").glob("*_color*.png"))) == 2
+
+
+def test_one_image_never_imports_tqdm(tmp_path: Path, converted_onnx: Path) -> None:
+    photo = write_image(tmp_path / "one.jpg")
+    code = (
+        "import sys\n"
+        "from depthlite.cli.main import main\n"
+        f"rc = main(['predict', {str(photo)!r}, '--weights', {str(converted_onnx)!r}])\n"
+        "assert rc == 0, rc\n"
+        "assert 'tqdm' not in sys.modules, 'tqdm imported for one image'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "one_color.png").is_file()
+
+
+def test_batches_still_get_a_progress_bar() -> None:
+    from depthlite.cli.predict import _NoBar, _progress_bar
+
+    items: list = [object(), object()]
+    assert isinstance(_progress_bar(items[:1], quiet=False), _NoBar)
+    assert isinstance(_progress_bar(items, quiet=True), _NoBar)
+    bar = _progress_bar(items, quiet=False)
+    assert not isinstance(bar, _NoBar)
+    bar.close()

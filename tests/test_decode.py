@@ -90,6 +90,7 @@ def cv2_writer(img: np.ndarray, params: list[int]) -> object:
         ("grey.png", cv2_writer(smooth_rgb()[..., 0], [])),
         ("baseline.jpg", cv2_writer(smooth_rgb(), [cv2.IMWRITE_JPEG_QUALITY, 90])),
         ("progressive.jpg", cv2_writer(smooth_rgb(), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])),
+        ("grey.jpg", cv2_writer(smooth_rgb()[..., 0], [cv2.IMWRITE_JPEG_QUALITY, 90])),
         ("pil.jpg", lambda path: Image.fromarray(smooth_rgb()).save(path, subsampling=2)),
     ],
 )

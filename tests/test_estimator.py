@@ -207,3 +207,31 @@ def test_damaged_optimised_model_is_rebuilt(converted_onnx: Path) -> None:
     result = DepthEstimator(weights=converted_onnx).predict(test_image(8, 64, 64))
     assert result.depth.shape == (64, 64)
     assert cached.stat().st_size > 1_000_000
+
+
+def test_int8_sessions_use_the_shared_exact_arena_and_compute_the_same(
+    converted_onnx: Path,
+) -> None:
+    from depthlite.runtime.onnx import OnnxRuntimeBackend, _session_options
+    from depthlite.specs import get_spec
+
+    opts = _session_options(1, preoptimized=True, exact_arena=True)
+    assert opts.get_session_config_entry("session.use_env_allocators") == "1"
+    with pytest.raises(RuntimeError):  # not set at all for FP32 sessions
+        _session_options(1, preoptimized=True).get_session_config_entry(
+            "session.use_env_allocators"
+        )
+    # The allocator only decides where tensors live: the same file gives the same bits.
+    spec = get_spec(MODEL)
+    x = np.random.default_rng(0).uniform(-2, 2, (1, 3, 64, 96)).astype(np.float32)
+    shared = OnnxRuntimeBackend(converted_onnx, spec, threads=1, precision="int8")
+    own = OnnxRuntimeBackend(converted_onnx, spec, threads=1, precision="fp32")
+    np.testing.assert_array_equal(shared.run(x), own.run(x))
+
+
+def test_releasing_the_freed_heap_is_harmless() -> None:
+    from depthlite.runtime.onnx import _release_freed_heap
+
+    kept = np.arange(1_000_000)
+    _release_freed_heap()  # glibc: malloc_trim; elsewhere a no-op
+    assert int(kept.sum()) == 499_999_500_000

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -13,7 +15,7 @@ import pytest
 from PIL import Image
 
 from depthlite.colorize import normalize_minmax, palette
-from depthlite.imageio import png
+from depthlite.imageio import pdeflate, png
 from depthlite.imageio.png import encode_gray, encode_indexed, encode_rgb
 
 SIZES = [(1, 1), (1, 3), (2, 7), (5, 1), (3, 1921), (4, 2)]  # (height, width)
@@ -195,3 +197,59 @@ def test_1080p_colour_map_is_exact_and_smaller_than_cv2() -> None:
     np.testing.assert_array_equal(cv2_read(ours), bgr)
     np.testing.assert_array_equal(np.asarray(pil_read(ours).convert("RGB")), bgr[..., ::-1])
     assert len(ours) < len(theirs)
+
+
+@pytest.mark.parametrize("lengths", [(0, 0), (1, 0), (0, 5), (3, 70_000), (200_000, 131_042)])
+def test_adler32_combine_equals_one_pass(lengths: tuple[int, int]) -> None:
+    first, second = (rng_image((n,), np.uint8, seed=n).tobytes() for n in lengths)
+    combined = pdeflate.adler32_combine(zlib.adler32(first), zlib.adler32(second), len(second))
+    assert combined == zlib.adler32(first + second)
+
+
+def idat_stream(data: bytes) -> bytes:
+    return b"".join(body for kind, body in chunks(data) if kind == b"IDAT")
+
+
+@pytest.mark.skipif(png._isal_zlib is None, reason="the two-thread path is ISA-L only")
+@pytest.mark.parametrize("shape", [(1080, 1920), (1081, 1920, 3), (2000, 700)])
+def test_two_half_deflate_is_one_valid_stream_with_the_same_bytes(
+    shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pdeflate, "can_split", lambda nbytes: True)
+    img = rng_image(shape, np.uint8, seed=len(shape))
+    img[: shape[0] // 3] //= 7  # some long runs as well as noise
+    split = encode_rgb(img) if len(shape) == 3 else encode_gray(img)
+    monkeypatch.setattr(pdeflate, "can_split", lambda nbytes: False)
+    single = encode_rgb(img) if len(shape) == 3 else encode_gray(img)
+    stream = idat_stream(split)
+    assert stream[:2] == b"\x78\x01"
+    decomp = zlib.decompressobj()
+    raw = decomp.decompress(stream)
+    assert decomp.eof and not decomp.unused_data  # one complete stream, checksum verified
+    assert raw == zlib.decompress(idat_stream(single))
+    expected = img[..., ::-1] if len(shape) == 3 else img
+    np.testing.assert_array_equal(cv2_read(split), expected)
+    np.testing.assert_array_equal(np.asarray(pil_read(split)), img)
+
+
+@pytest.mark.skipif(png._isal_zlib is None, reason="the two-thread path is ISA-L only")
+def test_concurrent_two_half_encodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pdeflate, "can_split", lambda nbytes: True)
+    images = [rng_image((900, 1500), np.uint8, seed=s) for s in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        encoded = list(pool.map(lambda im: encode_indexed(im, palette("inferno")), images * 2))
+    for img, data in zip(images * 2, encoded, strict=True):
+        np.testing.assert_array_equal(np.asarray(pil_read(data)), img)
+
+
+@pytest.mark.skipif(png._isal_zlib is None or not hasattr(os, "fork"), reason="ISA-L and fork")
+def test_two_half_deflate_works_in_a_forked_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pdeflate, "can_split", lambda nbytes: True)
+    img = rng_image((600, 900), np.uint8)
+    encode_gray(img)  # the parent's helper pool exists before the fork
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        ok = np.array_equal(np.asarray(pil_read(encode_gray(img))), img)
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -95,7 +95,8 @@ def test_postprocess_keeps_same_size_output() -> None:
 
 
 @pytest.mark.parametrize(
-    ("height", "width"), [(1080, 1920), (333, 517), (100, 3000), (37, 41), (65, 64), (1, 300)]
+    ("height", "width"),
+    [(1080, 1920), (333, 517), (256, 700), (257, 300), (100, 3000), (37, 41), (65, 64), (1, 300)],
 )
 def test_blockwise_resize_is_bit_identical_to_one_pass(height: int, width: int) -> None:
     from depthlite.transforms import _resize_float64

@@ -11,11 +11,13 @@ import pytest
 from PIL import Image
 
 from depthlite import fsutil
-from depthlite.colorize import colorize
+from depthlite.colorize import colorize, normalize_minmax
 from depthlite.errors import InvalidOptionError
 from depthlite.imageio.writers import (
+    _NORMALIZE_BLOCK_ROWS,
     OUTPUT_FORMATS,
     OUTPUT_SUFFIX,
+    _normalized,
     atomic_write_bytes,
     output_path,
     read_pfm,
@@ -56,6 +58,26 @@ def test_constant_depth_gives_zeros() -> None:
     out = to_png16(np.full((4, 5), 3.5, np.float32))
     assert out.dtype == np.uint16
     assert not out.any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bits", [1, 2])
+def test_blockwise_normalisation_is_bit_identical(dtype: type, bits: int) -> None:
+    rng = np.random.default_rng(7)
+    rows = 2 * _NORMALIZE_BLOCK_ROWS + 5  # several blocks and a short last one
+    for scale, offset in ((1e-4, 0.0), (1.0, -3.0), (3e3, 1e4), (1e6, -2e6)):
+        depth = (rng.standard_normal((rows, 37)) * scale + offset).astype(dtype)
+        expected = normalize_minmax(depth, bits)
+        out = _normalized(depth, bits)
+        assert out.dtype == expected.dtype
+        np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_blockwise_normalisation_leaves_non_finite_maps_to_the_reference(bad: float) -> None:
+    depth = small_depth(70, 9)
+    depth[3, 4] = bad
+    np.testing.assert_array_equal(_normalized(depth, 1), normalize_minmax(depth, 1))
 
 
 def test_pfm_header_and_layout(tmp_path: Path) -> None:

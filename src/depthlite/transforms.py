@@ -74,13 +74,11 @@ _UNIT_8BIT = np.arange(256, dtype=np.float64).reshape(1, 256) / 255.0
 _UNIT_8BIT.flags.writeable = False
 
 
-def _to_unit_float64(block: np.ndarray) -> np.ndarray:
-    """Pixels / max value (255 or 65535) as float64, exactly as ``block / max`` computes."""
+def _to_unit_float64(block: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Pixels / max value (255 or 65535) as float64 into ``out``, exactly as ``block / max``."""
     if block.dtype == np.uint8:
-        return cv2.LUT(block, _UNIT_8BIT)
-    out = block.astype(np.float64)
-    out /= 65535.0
-    return out
+        return cv2.LUT(block, _UNIT_8BIT, dst=out)
+    return np.divide(block, 65535.0, out=out, dtype=np.float64)
 
 
 def _resize_float64(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -88,15 +86,22 @@ def _resize_float64(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
     Cubic resizing is separable and cv2 computes it as a horizontal then a vertical pass, so
     resizing blocks of rows horizontally and then the narrow result vertically gives the same
-    bits (tested) while only a block of rows is ever held in float64.
+    bits (tested) while only a block of rows is ever held in float64. Rows are independent in
+    the horizontal pass (the vertical scale is 1, whose cubic weights are exactly 0, 1, 0, 0),
+    so blocks of rows need no overlap.
     """
     rows = image.shape[0]
     narrow = np.empty((rows, width, image.shape[2]), dtype=np.float64)
+    unit = np.empty((min(_ROW_BLOCK, rows), *image.shape[1:]), dtype=np.float64)
     for top in range(0, rows, _ROW_BLOCK):
-        block = _to_unit_float64(image[top : top + _ROW_BLOCK])
-        narrow[top : top + _ROW_BLOCK] = cv2.resize(
-            block, (width, block.shape[0]), interpolation=cv2.INTER_CUBIC
-        )
+        bottom = min(top + _ROW_BLOCK, rows)
+        block = _to_unit_float64(image[top:bottom], unit[: bottom - top])
+        # Both passes write into preallocated buffers (contiguous rows of ``narrow``): no
+        # per-block allocation or copy of the resized rows.
+        dst = narrow[top:bottom]
+        out = cv2.resize(block, (width, bottom - top), dst=dst, interpolation=cv2.INTER_CUBIC)
+        if out is not dst:  # cv2 reallocated (it should not): keep the values anyway
+            dst[...] = out
     return cv2.resize(narrow, (width, height), interpolation=cv2.INTER_CUBIC)
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from depthlite.cli.common import (
     add_colormap_option,
@@ -68,8 +70,45 @@ def _process(est: DepthEstimator, item: InputItem, args: argparse.Namespace) -> 
         result = est.predict(sys.stdin.buffer.read(), source="<stdin>")
     else:
         result = est.predict(item.path)
+    depth = result.depth
+    # Only the "side" output needs the decoded photo; letting it (and the raw network output)
+    # go before encoding lets the encoder reuse that memory (encoding is the peak).
+    image = result.image if "side" in args.format else None
+    del result
     out_dir, relative = _destination(item, args.output)
-    return write_outputs(result.depth, result.image, out_dir, relative, args.format, args.colormap)
+    return write_outputs(depth, image, out_dir, relative, args.format, args.colormap)
+
+
+class _NoBar:
+    """The slice of tqdm's interface ``run`` uses, doing nothing (one image, or --quiet)."""
+
+    def __init__(self, items: Sequence[InputItem]) -> None:
+        self._items = items
+
+    def __iter__(self) -> Iterator[InputItem]:
+        return iter(self._items)
+
+    def clear(self) -> None:
+        pass
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(items: Sequence[InputItem], quiet: bool) -> Any:
+    """A tqdm bar over ``items`` for batches, else a silent stand-in.
+
+    tqdm is imported only when a bar is shown: importing it costs ~3 MB of RSS, which a
+    single image (the usual ``depthlite predict photo.jpg``) should not pay.
+    """
+    if quiet or len(items) < 2:
+        return _NoBar(items)
+    from tqdm import tqdm
+
+    return tqdm(items, unit="img", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,9 +123,7 @@ def run(args: argparse.Namespace) -> int:
     est.load()  # model problems are fatal for the whole batch: fail before the first file
     written = 0
     failed = len(failures)
-    from tqdm import tqdm  # here: importing it costs ~9 MB of RSS, paid only by batches
-
-    bar = tqdm(items, unit="img", disable=args.quiet or len(items) < 2, file=sys.stderr)
+    bar = _progress_bar(items, args.quiet)
     for item in bar:
         try:
             written += len(_process(est, item, args))

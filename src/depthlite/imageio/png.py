@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from depthlite.imageio import pdeflate
+
 try:  # optional: a faster deflate on the platforms it ships wheels for
     from isal import isal_zlib as _isal_zlib
 except ImportError:  # pragma: no cover - exercised where isal has no wheel
@@ -56,13 +58,14 @@ def _chunk(kind: bytes, data: bytes | memoryview) -> bytes:
     return b"".join((struct.pack(">I", len(data)), kind, data, struct.pack(">I", crc)))
 
 
-def _filtered_rows(rows: np.ndarray, bpp: int) -> np.ndarray:
+def _filtered_rows(rows: np.ndarray, bpp: int, out: np.ndarray | None = None) -> np.ndarray:
     """``rows`` (H x row bytes) with a Sub filter byte in front of each filtered row.
 
     Sub: ``out[x] = raw[x] - raw[x - bpp]`` modulo 256, bytes left of the first pixel being 0;
-    uint8 subtraction wraps exactly like that.
+    uint8 subtraction wraps exactly like that. ``out`` (H x row bytes + 1) is filled if given.
     """
-    out = np.empty((rows.shape[0], rows.shape[1] + 1), dtype=np.uint8)
+    if out is None:
+        out = np.empty((rows.shape[0], rows.shape[1] + 1), dtype=np.uint8)
     out[:, 0] = _FILTER_SUB
     out[:, 1 : 1 + bpp] = rows[:, :bpp]
     np.subtract(rows[:, bpp:], rows[:, :-bpp], out=out[:, 1 + bpp :])
@@ -85,8 +88,19 @@ def _compressor(level: int, strategy: int) -> Any:
 
 def _compress(rows: np.ndarray, bpp: int, level: int, strategy: int) -> bytes:
     """The zlib stream of the filtered image, built block by block of rows."""
-    comp = _compressor(level, strategy)
     step = max(1, _BLOCK_BYTES // (rows.shape[1] + 1))
+    isal_default = _isal_zlib is not None and (level, strategy) == (DEFAULT_LEVEL, DEFAULT_STRATEGY)
+    if isal_default and rows.shape[0] > step and pdeflate.can_split(rows.size + rows.shape[0]):
+        # Two halves on two threads (see pdeflate): ~25 % faster for a 1080p colour map.
+        return pdeflate.compress_two_halves(
+            rows,
+            bpp,
+            step=step,
+            filter_into=_filtered_rows,
+            make_raw=lambda: _isal_zlib.compressobj(1, _isal_zlib.DEFLATED, -15),
+            flush_modes=(_isal_zlib.Z_FULL_FLUSH, _isal_zlib.Z_FINISH),
+        )
+    comp = _compressor(level, strategy)
     parts = [
         comp.compress(_filtered_rows(rows[y : y + step], bpp)) for y in range(0, len(rows), step)
     ]

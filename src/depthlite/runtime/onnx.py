@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import platform
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +24,55 @@ logger = logging.getLogger(__name__)
 
 OPTIMIZED_DIR = "optimized"
 
+# ORT's arena extend strategies (OrtArenaCfg): 1 = kSameAsRequested.
+_SAME_AS_REQUESTED = 1
+_env_arena_lock = threading.Lock()
+_env_arena_state: dict[str, bool] = {}  # "ready": registered (True) or failed (False)
 
-def _session_options(threads: int, *, preoptimized: bool) -> ort.SessionOptions:
+
+def _exact_env_arena() -> bool:
+    """Register, once per process, a shared CPU arena that grows by exactly what is asked.
+
+    The default arena grows by powers of two; for the INT8 model (small weights and packed
+    buffers) that rounding is 12-14 MB of a ~165 MB peak. Measured in one process, sessions
+    interleaved: INT8 -2 % to +5 % network time (within noise), 6 MB less at load, 7 MB
+    less after a run; FP32 grew 5-9 MB with it, so only INT8 sessions opt in
+    (``use_env_allocators``).
+    """
+    with _env_arena_lock:
+        if "ready" not in _env_arena_state:
+            try:
+                info = ort.OrtMemoryInfo(
+                    "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
+                )
+                cfg = ort.OrtArenaCfg({"arena_extend_strategy": _SAME_AS_REQUESTED})
+                ort.create_and_register_allocator(info, cfg)
+                _env_arena_state["ready"] = True
+            except Exception as exc:  # an ORT build without it: keep the per-session arena
+                logger.debug("cannot register a shared ONNX Runtime arena: %s", exc)
+                _env_arena_state["ready"] = False
+        return _env_arena_state["ready"]
+
+
+def _release_freed_heap() -> None:
+    """Give the heap pages freed while a session was created back to the kernel (glibc only).
+
+    Parsing the model file frees 10+ MB below memory that stays in use, so glibc keeps those
+    pages resident (it only trims the top of the heap) and the first image then grows the
+    process further. One ``malloc_trim`` per session load, never per image: measured 6-7 MB
+    off the INT8 peak of ``depthlite predict`` on a 1080p photo.
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):  # not glibc (musl, macOS, Windows): nothing to do
+        return
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
+
+
+def _session_options(
+    threads: int, *, preoptimized: bool, exact_arena: bool = False
+) -> ort.SessionOptions:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     # One graph, run op after op: inter-op parallelism only adds thread hand-offs here.
@@ -40,6 +89,8 @@ def _session_options(threads: int, *, preoptimized: bool) -> ort.SessionOptions:
     # Inputs change shape with the aspect ratio; memory patterns are planned per shape and
     # would be re-planned (and kept) for each, so they cost memory without saving time.
     opts.enable_mem_pattern = False
+    if exact_arena and _exact_env_arena():
+        opts.add_session_config_entry("session.use_env_allocators", "1")
     return opts
 
 
@@ -74,9 +125,14 @@ def optimized_model_path(model_path: Path) -> Path:
 
 
 def _create_session(
-    path: Path, threads: int, *, preoptimized: bool, save_to: Path | None = None
+    path: Path,
+    threads: int,
+    *,
+    preoptimized: bool,
+    save_to: Path | None = None,
+    exact_arena: bool = False,
 ) -> ort.InferenceSession:
-    opts = _session_options(threads, preoptimized=preoptimized)
+    opts = _session_options(threads, preoptimized=preoptimized, exact_arena=exact_arena)
     if save_to is not None:
         opts.optimized_model_filepath = str(save_to)
         # ORT warns that such a file is hardware specific; the cache key already covers that.
@@ -84,12 +140,14 @@ def _create_session(
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def _load_optimized(model_path: Path, threads: int) -> ort.InferenceSession:
+def _load_optimized(
+    model_path: Path, threads: int, *, exact_arena: bool = False
+) -> ort.InferenceSession:
     """Load the cached optimised file, creating it (atomically) on first use."""
     target = optimized_model_path(model_path)
     if target.is_file():
         try:
-            return _create_session(target, threads, preoptimized=True)
+            return _create_session(target, threads, preoptimized=True, exact_arena=exact_arena)
         except Exception:  # a damaged cache entry: drop it and rebuild it below
             logger.warning("ignoring damaged optimised model %s", target)
             target.unlink(missing_ok=True)
@@ -101,8 +159,8 @@ def _load_optimized(model_path: Path, threads: int) -> ort.InferenceSession:
             del optimizing
     except OSError as exc:  # a read-only cache: run without saving
         logger.debug("cannot cache the optimised model (%s); optimising in memory", exc)
-        return _create_session(model_path, threads, preoptimized=False)
-    return _create_session(target, threads, preoptimized=True)
+        return _create_session(model_path, threads, preoptimized=False, exact_arena=exact_arena)
+    return _create_session(target, threads, preoptimized=True, exact_arena=exact_arena)
 
 
 def _format_of(session: ort.InferenceSession) -> ModelFormat:
@@ -133,7 +191,10 @@ class OnnxRuntimeBackend(Backend):
     ) -> None:
         super().__init__(model_path, spec, threads, precision)
         try:
-            self._session = _load_optimized(self.model_path, self.threads)
+            self._session = _load_optimized(
+                self.model_path, self.threads, exact_arena=self.precision == "int8"
+            )
+            _release_freed_heap()
         except Exception as exc:  # ORT raises its own untyped errors for bad files
             raise BackendUnavailableError(
                 f"ONNX Runtime cannot load {self.model_path}: {exc}; delete the file to "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -132,6 +131,8 @@ def run_batch(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    import socket
+
     from depthlite.jobs.celery_app import WorkerContext, make_celery
 
     config = _settings(args).queue_config()  # type: ignore[attr-defined]

@@ -21,7 +21,7 @@ from depthlite.normalize import (
     NORMALIZER_MODES,
     NormalizerOptions,
 )
-from depthlite.video.sinks import VIDEO_FORMATS
+from depthlite.video.formats import VIDEO_FORMATS
 
 __all__ = ["parse_time", "register"]
 

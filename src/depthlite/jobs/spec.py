@@ -16,8 +16,8 @@ from depthlite.errors import DepthliteError, InvalidOptionError
 from depthlite.imageio import OUTPUT_FORMATS
 from depthlite.normalize import NormalizerOptions
 from depthlite.specs import RESIZE_MODES, check_choice
+from depthlite.video.formats import VIDEO_FORMATS
 from depthlite.video.pipeline import VideoOptions
-from depthlite.video.sinks import VIDEO_FORMATS
 
 __all__ = [
     "FINAL_STATES",

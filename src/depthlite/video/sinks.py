@@ -24,12 +24,12 @@ from depthlite.errors import InvalidOptionError
 from depthlite.fsutil import FILE_MODE
 from depthlite.normalize import NormalizerOptions, TemporalNormalizer
 from depthlite.video.ffmpeg import FrameWriter, VideoInfo
+from depthlite.video.formats import VIDEO_FORMATS
 
 __all__ = ["VIDEO_FORMATS", "FrameSink", "open_sink", "output_format"]
 
 logger = logging.getLogger(__name__)
 
-VIDEO_FORMATS = ("mp4", "png16", "npz")
 _SUFFIX_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mp4", ".npz": "npz"}
 
 

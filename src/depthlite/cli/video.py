@@ -54,29 +54,7 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "video",
-        help="depth of every frame of a video",
-        description="Write the depth of a video as an MP4 that plays in browsers (H.264, audio "
-        "kept), a folder of 16-bit PNGs, or one .npz of float16 frames. Colours are stable over "
-        "time (temporal normaliser); --normalize per-frame gives the official per-frame scaling.",
-    )
-    p.add_argument("input", type=Path, metavar="IN", help="any video FFmpeg reads")
-    p.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        required=True,
-        metavar="OUT",
-        help="OUT.mp4, OUT.npz, or a new folder for png16 frames",
-    )
-    p.add_argument("-f", "--format", choices=VIDEO_FORMATS, help="default: from OUT's name")
-    p.add_argument("--side", action="store_true", help="input and depth side by side (mp4)")
-    add_colormap_option(p)
-    p.add_argument("--start", type=parse_time, default=0.0, help="start time (s or HH:MM:SS)")
-    p.add_argument("--end", type=parse_time, help="end time (s or HH:MM:SS)")
-    p.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
+def _add_normalizer_options(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("normaliser")
     group.add_argument(
         "--normalize",
@@ -109,6 +87,32 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=0.0,
         help="temporal average of the depth itself (default 0: off)",
     )
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "video",
+        help="depth of every frame of a video",
+        description="Write the depth of a video as an MP4 that plays in browsers (H.264, audio "
+        "kept), a folder of 16-bit PNGs, or one .npz of float16 frames. Colours are stable over "
+        "time (temporal normaliser); --normalize per-frame gives the official per-frame scaling.",
+    )
+    p.add_argument("input", type=Path, metavar="IN", help="any video FFmpeg reads")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="OUT",
+        help="OUT.mp4, OUT.npz, or a new folder for png16 frames",
+    )
+    p.add_argument("-f", "--format", choices=VIDEO_FORMATS, help="default: from OUT's name")
+    p.add_argument("--side", action="store_true", help="input and depth side by side (mp4)")
+    add_colormap_option(p)
+    p.add_argument("--start", type=parse_time, default=0.0, help="start time (s or HH:MM:SS)")
+    p.add_argument("--end", type=parse_time, help="end time (s or HH:MM:SS)")
+    p.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
+    _add_normalizer_options(p)
     enc = p.add_argument_group("encoder (mp4)")
     enc.add_argument("--crf", type=int, default=20, help="x264 quality, 0-51 (default 20)")
     enc.add_argument("--preset", default="veryfast", help="x264 preset (default veryfast)")

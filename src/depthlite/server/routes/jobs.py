@@ -27,6 +27,7 @@ from depthlite.jobs.store import Job
 from depthlite.normalize import DEFAULT_SMOOTHING, NORMALIZER_MODES
 from depthlite.server.deps import Owner, ServiceDep
 from depthlite.server.schemas import ColormapName, JobInfo, JobProgress, ResizeMode
+from depthlite.server.service import Service
 from depthlite.server.upload import SavedFile, save_uploads
 
 __all__ = ["router"]
@@ -91,6 +92,22 @@ def _spec(kind: str, files: list[SavedFile], params: dict[str, object]) -> JobSp
     )  # type: ignore[arg-type]
 
 
+async def _create(
+    request: Request, service: Service, owner: str, kind: str, params: dict[str, object]
+) -> Job:
+    """Save the uploads, build the spec, queue the job; the upload folder never outlives it."""
+    service.check_available()
+    settings = service.settings
+    folder = service.jobs.uploads_dir / secrets.token_hex(8)
+    folder.mkdir()
+    try:
+        files = await save_uploads(request, settings.max_job_bytes, settings.max_job_files, folder)
+        spec = _spec(_kind(kind, files), files, params)
+        return await asyncio.to_thread(service.jobs.submit, spec, [f.path for f in files], owner)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def router() -> APIRouter:
     api = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -119,29 +136,18 @@ def router() -> APIRouter:
         normalize: Annotated[Literal[NORMALIZER_MODES], Query()] = "temporal",  # type: ignore[valid-type]
         smoothing: float = DEFAULT_SMOOTHING,
     ) -> JSONResponse:
-        service.check_available()
-        settings = service.settings
-        folder = service.jobs.uploads_dir / secrets.token_hex(8)
-        folder.mkdir()
-        try:
-            files = await save_uploads(
-                request, settings.max_job_bytes, settings.max_job_files, folder
-            )
-            params: dict[str, object] = {
-                "format": fmt,
-                "colormap": colormap,
-                "resize": resize,
-                "side": side,
-                "start": start,
-                "end": end,
-                "max_frames": max_frames,
-                "normalize": normalize,
-                "smoothing": smoothing,
-            }
-            spec = _spec(_kind(kind, files), files, params)
-            job = await asyncio.to_thread(service.jobs.submit, spec, [f.path for f in files], owner)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+        params: dict[str, object] = {
+            "format": fmt,
+            "colormap": colormap,
+            "resize": resize,
+            "side": side,
+            "start": start,
+            "end": end,
+            "max_frames": max_frames,
+            "normalize": normalize,
+            "smoothing": smoothing,
+        }
+        job = await _create(request, service, owner, kind, params)
         headers = {**_headers(job), "Location": f"/v1/jobs/{job.id}"}
         return JSONResponse(_info(job).model_dump(), status_code=202, headers=headers)
 

@@ -183,6 +183,13 @@ def test_results_expire(estimator: DepthEstimator, tmp_path: Path) -> None:
 
 
 def test_bad_job_requests(client: TestClient, clip_bytes: bytes) -> None:
+    one = _files(("a.png", IMAGES[0]))
+    assert_error(
+        client.post("/v1/jobs", params={"percentiles": "x"}, files=one), 422, "invalid_option"
+    )
+    assert_error(
+        client.post("/v1/jobs", params={"precision": "int8"}, files=one), 422, "invalid_option"
+    )
     assert_error(
         client.post("/v1/jobs", params={"format": "gif"}, files=_files(("a.png", IMAGES[0]))),
         422,
@@ -207,7 +214,8 @@ def test_bad_job_requests(client: TestClient, clip_bytes: bytes) -> None:
 
 
 def test_video_job(client: TestClient, clip_bytes: bytes) -> None:
-    job = _submit(client, _files(("walk.mp4", clip_bytes)), max_frames=5, format="npz")
+    options = {"percentiles": "5,95", "smoothing": 0.5, "preset": "ultrafast", "crf": 30}
+    job = _submit(client, _files(("walk.mp4", clip_bytes)), max_frames=5, format="npz", **options)
     assert job["kind"] == "video"
     done = _wait(client, job["id"])
     assert done["progress"]["done"] == 5

@@ -36,6 +36,7 @@ __all__ = [
     "FrameRange",
     "NormalizerOptions",
     "TemporalNormalizer",
+    "parse_percentiles",
     "scale_levels",
 ]
 
@@ -74,6 +75,17 @@ def scale_levels(
     if clip:
         np.clip(out, 0, max_val, out=out)
     return out.astype(out_type)
+
+
+def parse_percentiles(text: str) -> tuple[float, float]:
+    """``"2,98"`` -> ``(2.0, 98.0)``; InvalidOptionError with the expected form otherwise."""
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise InvalidOptionError(
+            f"percentiles must be LOW,HIGH (e.g. 2,98), not {text!r}"
+        ) from None
+    return low, high
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,16 @@ from depthlite.cli.common import (
     build_estimator,
     positive_int,
 )
-from depthlite.errors import EXIT_OK
+from depthlite.errors import EXIT_OK, InvalidOptionError
 from depthlite.normalize import (
     DEFAULT_CUT_THRESHOLD,
     DEFAULT_PERCENTILES,
     DEFAULT_SMOOTHING,
     NORMALIZER_MODES,
     NormalizerOptions,
+    parse_percentiles,
 )
-from depthlite.video.formats import VIDEO_FORMATS
+from depthlite.video.formats import VIDEO_FORMATS, X264_PRESETS
 
 __all__ = ["parse_time", "register"]
 
@@ -41,10 +42,9 @@ def parse_time(text: str) -> float:
 
 def _percentiles(text: str) -> tuple[float, float]:
     try:
-        low, high = (float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (e.g. 2,98), got {text!r}") from None
-    return low, high
+        return parse_percentiles(text)
+    except InvalidOptionError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _fraction(text: str) -> float:
@@ -115,7 +115,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _add_normalizer_options(p)
     enc = p.add_argument_group("encoder (mp4)")
     enc.add_argument("--crf", type=int, default=20, help="x264 quality, 0-51 (default 20)")
-    enc.add_argument("--preset", default="veryfast", help="x264 preset (default veryfast)")
+    enc.add_argument(
+        "--preset", choices=X264_PRESETS, default="veryfast", help="x264 preset (default veryfast)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     add_model_options(p)

@@ -69,6 +69,11 @@ class JobSpec:
     max_frames: int | None = None
     normalize: str = "temporal"
     smoothing: float = NormalizerOptions.smoothing
+    percentiles: tuple[float, float] = NormalizerOptions.percentiles
+    cut_threshold: float = NormalizerOptions.cut_threshold
+    depth_smoothing: float = 0.0
+    crf: int = 20
+    preset: str = "veryfast"
 
     def __post_init__(self) -> None:
         check_choice("job kind", self.kind, JOB_KINDS)
@@ -91,10 +96,18 @@ class JobSpec:
             fmt=self.formats[0],
             colormap=self.colormap,
             side=self.side,
-            normalizer=NormalizerOptions(mode=self.normalize, smoothing=self.smoothing),
+            normalizer=NormalizerOptions(
+                mode=self.normalize,
+                percentiles=self.percentiles,
+                smoothing=self.smoothing,
+                cut_threshold=self.cut_threshold,
+                depth_smoothing=self.depth_smoothing,
+            ),
             start=self.start,
             end=self.end,
             max_frames=self.max_frames,
+            crf=self.crf,
+            preset=self.preset,
         )
 
     def to_json(self) -> str:
@@ -104,4 +117,5 @@ class JobSpec:
     def from_json(cls, text: str) -> JobSpec:
         data = json.loads(text)
         data["formats"] = tuple(data["formats"])
+        data["percentiles"] = tuple(data["percentiles"])
         return cls(**data)

@@ -24,11 +24,23 @@ from depthlite.errors import InvalidOptionError
 from depthlite.jobs.execute import input_name
 from depthlite.jobs.spec import JobSpec
 from depthlite.jobs.store import Job
-from depthlite.normalize import DEFAULT_SMOOTHING, NORMALIZER_MODES
+from depthlite.normalize import (
+    DEFAULT_CUT_THRESHOLD,
+    DEFAULT_SMOOTHING,
+    NORMALIZER_MODES,
+    parse_percentiles,
+)
 from depthlite.server.deps import Owner, ServiceDep
-from depthlite.server.schemas import ColormapName, JobInfo, JobProgress, ResizeMode
+from depthlite.server.schemas import (
+    ColormapName,
+    JobInfo,
+    JobProgress,
+    PrecisionName,
+    ResizeMode,
+)
 from depthlite.server.service import Service
 from depthlite.server.upload import SavedFile, save_uploads
+from depthlite.video.formats import X264_PRESETS
 
 __all__ = ["router"]
 
@@ -135,7 +147,16 @@ def router() -> APIRouter:
         max_frames: Annotated[int | None, Query(ge=1)] = None,
         normalize: Annotated[Literal[NORMALIZER_MODES], Query()] = "temporal",  # type: ignore[valid-type]
         smoothing: float = DEFAULT_SMOOTHING,
+        percentiles: Annotated[str, Query(description="video: LOW,HIGH")] = "2,98",
+        cut_threshold: float = DEFAULT_CUT_THRESHOLD,
+        depth_smoothing: float = 0.0,
+        crf: Annotated[int, Query(ge=0, le=51)] = 20,
+        preset: Annotated[Literal[X264_PRESETS], Query()] = "veryfast",  # type: ignore[valid-type]
+        precision: Annotated[
+            PrecisionName | None, Query(description="must be one the server loaded")
+        ] = None,
     ) -> JSONResponse:
+        service.check_precision(precision)
         params: dict[str, object] = {
             "format": fmt,
             "colormap": colormap,
@@ -146,6 +167,11 @@ def router() -> APIRouter:
             "max_frames": max_frames,
             "normalize": normalize,
             "smoothing": smoothing,
+            "percentiles": parse_percentiles(percentiles),
+            "cut_threshold": cut_threshold,
+            "depth_smoothing": depth_smoothing,
+            "crf": crf,
+            "preset": preset,
         }
         job = await _create(request, service, owner, kind, params)
         headers = {**_headers(job), "Location": f"/v1/jobs/{job.id}"}

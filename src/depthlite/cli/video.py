@@ -19,7 +19,6 @@ from depthlite.normalize import (
     DEFAULT_PERCENTILES,
     DEFAULT_SMOOTHING,
     NORMALIZER_MODES,
-    NormalizerOptions,
     parse_percentiles,
 )
 from depthlite.video.formats import VIDEO_FORMATS, X264_PRESETS
@@ -127,24 +126,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     from depthlite.video import VideoOptions, process_video
 
-    normalizer = NormalizerOptions(
-        mode=args.normalize,
-        percentiles=args.percentiles,
-        smoothing=args.smoothing,
-        cut_threshold=args.cut_threshold,
-        depth_smoothing=args.depth_smoothing,
-    )
-    options = VideoOptions(
-        fmt=args.format,
-        colormap=args.colormap,
-        side=args.side,
-        normalizer=normalizer,
-        start=args.start,
-        end=args.end,
-        max_frames=args.max_frames,
-        crf=args.crf,
-        preset=args.preset,
-    )
+    options = VideoOptions.from_flat(args, fmt=args.format)
     from tqdm import tqdm
 
     bar = tqdm(unit="frame", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)

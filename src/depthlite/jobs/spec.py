@@ -92,23 +92,7 @@ class JobSpec:
             self.video_options()  # validates times, frames and normaliser options
 
     def video_options(self) -> VideoOptions:
-        return VideoOptions(
-            fmt=self.formats[0],
-            colormap=self.colormap,
-            side=self.side,
-            normalizer=NormalizerOptions(
-                mode=self.normalize,
-                percentiles=self.percentiles,
-                smoothing=self.smoothing,
-                cut_threshold=self.cut_threshold,
-                depth_smoothing=self.depth_smoothing,
-            ),
-            start=self.start,
-            end=self.end,
-            max_frames=self.max_frames,
-            crf=self.crf,
-            preset=self.preset,
-        )
+        return VideoOptions.from_flat(self, fmt=self.formats[0])
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

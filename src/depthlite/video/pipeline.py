@@ -72,6 +72,22 @@ class VideoOptions:
         if not 0 <= self.crf <= 51:
             raise InvalidOptionError(f"crf must be in 0..51, got {self.crf}")
 
+    @classmethod
+    def from_flat(cls, values: object, fmt: str | None) -> VideoOptions:
+        """Options from an object with the CLI's flat names (``normalize``, ``percentiles``,
+        ``smoothing``, ``cut_threshold``, ``depth_smoothing``, ``colormap``, ``side``,
+        ``start``, ``end``, ``max_frames``, ``crf``, ``preset``): parsed arguments, a job spec.
+        """
+        normalizer = NormalizerOptions(
+            mode=values.normalize,
+            percentiles=tuple(values.percentiles),  # type: ignore[arg-type]
+            smoothing=values.smoothing,
+            cut_threshold=values.cut_threshold,
+            depth_smoothing=values.depth_smoothing,
+        )
+        names = ("colormap", "side", "start", "end", "max_frames", "crf", "preset")
+        return cls(fmt=fmt, normalizer=normalizer, **{n: getattr(values, n) for n in names})
+
 
 @dataclass(frozen=True)
 class VideoReport:

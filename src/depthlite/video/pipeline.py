@@ -73,14 +73,14 @@ class VideoOptions:
             raise InvalidOptionError(f"crf must be in 0..51, got {self.crf}")
 
     @classmethod
-    def from_flat(cls, values: object, fmt: str | None) -> VideoOptions:
+    def from_flat(cls, values: Any, fmt: str | None) -> VideoOptions:
         """Options from an object with the CLI's flat names (``normalize``, ``percentiles``,
         ``smoothing``, ``cut_threshold``, ``depth_smoothing``, ``colormap``, ``side``,
         ``start``, ``end``, ``max_frames``, ``crf``, ``preset``): parsed arguments, a job spec.
         """
         normalizer = NormalizerOptions(
             mode=values.normalize,
-            percentiles=tuple(values.percentiles),  # type: ignore[arg-type]
+            percentiles=tuple(values.percentiles),
             smoothing=values.smoothing,
             cut_threshold=values.cut_threshold,
             depth_smoothing=values.depth_smoothing,

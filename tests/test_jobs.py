@@ -178,7 +178,7 @@ def test_results_expire(estimator: DepthEstimator, tmp_path: Path) -> None:
         time.sleep(0.6)
         assert_error(client.get(f"/v1/jobs/{job['id']}"), 404, "job_not_found")
         store = client.app.state.service.jobs.store  # type: ignore[attr-defined]
-        assert store.expire() == 1
+        assert store.expire() == [job["id"]]
         assert not (tmp_path / "jobs" / job["id"]).exists()
 
 

@@ -82,7 +82,7 @@ class EmbeddedRunner:
             self._last_expiry = now
             removed = self.store.expire()
             if removed:
-                logger.info("deleted %d expired job(s)", removed)
+                logger.info("deleted %d expired job(s)", len(removed))
 
     def _cancelled(self, job_id: str) -> bool:
         if self.stopping:

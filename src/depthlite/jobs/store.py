@@ -261,8 +261,8 @@ class JobStore:
             logger.info("%d interrupted job(s) queued again", count)
         return count
 
-    def expire(self, now: float | None = None) -> int:
-        """Delete jobs (rows and files) whose results expired. Returns how many."""
+    def expire(self, now: float | None = None) -> list[str]:
+        """Delete jobs (rows and files) whose results expired; returns their ids."""
         now = time.time() if now is None else now
         rows = (
             self._db()
@@ -272,7 +272,7 @@ class JobStore:
         for row in rows:
             shutil.rmtree(self.folder(row["id"]), ignore_errors=True)
             self._db().execute("DELETE FROM jobs WHERE id = ?", (row["id"],))
-        return len(rows)
+        return [row["id"] for row in rows]
 
     def delete(self, job_id: str) -> None:
         """Remove a job and its files (a finished job its owner no longer wants)."""

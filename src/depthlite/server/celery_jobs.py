@@ -9,6 +9,7 @@ store once, into the job's folder.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = ["CeleryJobBackend"]
 logger = logging.getLogger(__name__)
 
 _KEY_TTL = 7 * 24 * 3600
+_EXPIRE_EVERY_SECONDS = 30.0
 
 
 class CeleryJobBackend(JobBackend):
@@ -41,19 +43,28 @@ class CeleryJobBackend(JobBackend):
         self.celery = make_celery(config)
         self.shared = open_store(config.store)
         self.redis = redis.Redis.from_url(config.broker)
+        self._stopping = threading.Event()
 
     def start(self, loop: Any) -> None:
         self.store.recover()  # rows only: the tasks themselves live in Redis
+        threading.Thread(target=self._expire_loop, name="depthlite-expiry", daemon=True).start()
         logger.info("jobs go to Celery workers at %s", self.celery.conf.broker_url)
 
     def stop(self, timeout: float | None) -> None:
+        self._stopping.set()
         self.redis.close()
+
+    def _expire_loop(self) -> None:
+        """Expired jobs go, with whatever a worker left in the shared store for them."""
+        while not self._stopping.wait(_EXPIRE_EVERY_SECONDS):
+            for job_id in self.store.expire():
+                self.shared.delete_prefix(f"results/{job_id}")
+                self.shared.delete_prefix(f"inputs/{job_id}")
 
     def submit(self, spec: Any, inputs: list[Path], owner: str) -> Job:
         job = self.store.create(spec, inputs, owner)
         payload = job_payload(job.id, spec, self.store.input_paths(job), self.shared)
         self.celery.send_task(TASK_NAME, args=[payload], task_id=job.id)
-        self.store.expire()
         return job
 
     def get(self, job_id: str, owner: str) -> Job:

@@ -1,7 +1,7 @@
 // depthlite web UI, Live tab: webcam frames to WS /v1/live, colour depth frames back.
 // Backpressure: exactly one frame in flight; the next is captured when the answer arrives.
 
-import { getKey } from "./app.js";
+import { getKey } from "./api.js";
 
 const MAX_WIDTH = 480; // frames are scaled down before sending: depth runs at 256 px anyway
 const JPEG_QUALITY = 0.8;

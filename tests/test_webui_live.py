@@ -10,9 +10,9 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from test_webui import _get, _js_errors, _until, browser, open_page, server
+from webkit import _get, _js_errors, _until, browser, open_page, server
 
-__all__ = ["browser", "open_page", "server"]  # fixtures shared with test_webui
+__all__ = ["browser", "open_page", "server"]  # fixtures shared through webkit
 
 pytestmark = pytest.mark.browser
 

@@ -102,10 +102,23 @@ def run_level(port: int, body: bytes, clients: int, total: int) -> dict[str, flo
 
 def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes]:
     cmd = [
-        sys.executable, "-m", "depthlite.cli.main", "serve", "--host", "127.0.0.1",
-        "--port", str(port), "--weights", str(args.weights), "--workers", str(args.workers),
-        "--queue-size", str(args.queue_size), "--threads", str(args.threads),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "depthlite.cli.main",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--weights",
+        str(args.weights),
+        "--workers",
+        str(args.workers),
+        "--queue-size",
+        str(args.queue_size),
+        "--threads",
+        str(args.threads),
+    ]
     # The access log goes to a file: a pipe nobody reads fills after ~600 lines and then
     # blocks the server's logging (which is how this benchmark first "found" a hang).
     log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - it must outlive this function
@@ -126,6 +139,25 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes]
     raise RuntimeError("server not ready within 120 s")
 
 
+def run_soak(port: int, body: bytes, clients: int, total: int, *, samples: int, pid: int) -> None:
+    """``total`` requests in ``samples`` equal parts, the server's RSS read after each part."""
+    series = [server_rss_mb(pid)]
+    counts = {"requests": 0, "ok": 0, "503": 0, "other_errors": 0}
+    for index in range(samples):
+        part = total // samples + (1 if index < total % samples else 0)
+        result = run_level(port, body, clients, part)
+        for key in counts:
+            counts[key] += result[key]
+        series.append(server_rss_mb(pid))
+    before, after = series[0], series[-1]
+    print(
+        f"soak: {counts['requests']} requests at {clients} clients: ok {counts['ok']}, "
+        f"503 {counts['503']}, other {counts['other_errors']}; server RSS {before:.0f} MB -> "
+        f"{after:.0f} MB ({(after / before - 1) * 100:+.1f}%)"
+    )
+    print("RSS MB after each part: " + " ".join(f"{mb:.0f}" for mb in series))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, required=True)
@@ -138,6 +170,7 @@ def main() -> None:
     parser.add_argument(
         "--soak-clients", type=int, default=0, help="clients of the soak (default: workers x 4)"
     )
+    parser.add_argument("--soak-samples", type=int, default=10, help="RSS readings in the soak")
     args = parser.parse_args()
 
     _, jpeg = cv2.imencode(".jpg", natural_looking_image(480, 640)[..., ::-1])
@@ -145,23 +178,24 @@ def main() -> None:
     port = free_port()
     proc = start_server(args, port)
     try:
-        print(f"server: {args.workers} workers x {args.threads} threads, queue {args.queue_size}; "
-              f"640x480 JPEG -> colour PNG")  # fmt: skip
-        print(f"{'clients':>8}{'requests':>9}{'ok':>6}{'503':>6}{'other':>6}{'p50 ms':>9}"
-              f"{'p99 ms':>9}{'req/s':>8}")  # fmt: skip
+        print(
+            f"server: {args.workers} workers x {args.threads} threads, queue {args.queue_size}; "
+            f"640x480 JPEG -> colour PNG"
+        )
+        print(
+            f"{'clients':>8}{'requests':>9}{'ok':>6}{'503':>6}{'other':>6}{'p50 ms':>9}"
+            f"{'p99 ms':>9}{'req/s':>8}"
+        )
         levels = [int(x) for x in args.levels.split(",")]
         for clients in levels:
             r = run_level(port, body, clients, args.requests)
-            print(f"{r['clients']:>8}{r['requests']:>9}{r['ok']:>6}{r['503']:>6}"
-                  f"{r['other_errors']:>6}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
-                  f"{r['throughput_rps']:>8.1f}")  # fmt: skip
-        before = server_rss_mb(proc.pid)
+            print(
+                f"{r['clients']:>8}{r['requests']:>9}{r['ok']:>6}{r['503']:>6}"
+                f"{r['other_errors']:>6}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
+                f"{r['throughput_rps']:>8.1f}"
+            )
         soak_clients = args.soak_clients or 4 * args.workers
-        soak = run_level(port, body, soak_clients, args.soak)
-        after = server_rss_mb(proc.pid)
-        print(f"soak: {soak['requests']} requests at {soak_clients} clients: ok {soak['ok']}, "
-              f"503 {soak['503']}, other {soak['other_errors']}; server RSS {before:.0f} MB -> "
-              f"{after:.0f} MB ({(after / before - 1) * 100:+.1f}%)")  # fmt: skip
+        run_soak(port, body, soak_clients, args.soak, samples=args.soak_samples, pid=proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

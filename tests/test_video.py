@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -217,3 +218,19 @@ def test_parallel_inference_keeps_frame_order(
     for index in range(12):
         expected = single.predict(frames[index]).depth
         np.testing.assert_allclose(depth[index], expected, rtol=2e-3, atol=1e-3)
+
+
+def test_odd_frame_sizes_are_padded_for_h264(converted_onnx: Path, tmp_path: Path) -> None:
+    from depthlite.video.ffmpeg import ffmpeg_executable
+
+    odd = tmp_path / "odd.mkv"  # FFV1 takes any size, unlike H.264 in yuv420p
+    args = [ffmpeg_executable(), "-v", "error", "-f", "lavfi"]
+    args += ["-i", "testsrc2=size=96x64:rate=10:duration=0.5", "-vf", "scale=95:63"]
+    args += ["-pix_fmt", "yuv444p", "-c:v", "ffv1", str(odd)]
+    subprocess.run(args, check=True)
+    assert (probe(odd).width, probe(odd).height) == (95, 63)
+    out = tmp_path / "odd.mp4"
+    assert main(["video", str(odd), "-o", str(out), "-q", "--weights", str(converted_onnx)]) == 0
+    info = probe(out)
+    assert (info.width, info.height) == (96, 64)
+    assert len(_frames(out)) == 5

@@ -55,3 +55,22 @@ def test_local_batch_mirrors_folders_reports_bad_files_and_resumes(
     assert "1 image(s) done locally, 2 already done, 1 failed" in err
     assert (out / "b_depth16.png").is_file()
     assert (out / "a_color.png").stat().st_mtime_ns == stamp  # not redone
+
+
+def test_queued_results_land_at_their_own_paths(tmp_path: Path) -> None:
+    import zipfile
+
+    from depthlite.jobs.batch import _Chunk, _unpack
+
+    # "a" is a prefix of "a__b" (a/b.jpg): each output must still find its own image.
+    result = tmp_path / "result.zip"
+    with zipfile.ZipFile(result, "w") as archive:
+        for name in ("a_color.png", "a__b_color.png", "a__b_depth16.png"):
+            archive.writestr(name, name.encode())
+    chunk = _Chunk("job", [], {"a": Path("a"), "a__b": Path("a/b")}, ("color", "png16"))
+    _unpack(result, chunk, tmp_path / "out", chunk.formats)
+    written = sorted(
+        p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")
+    )
+    assert written == ["a/b_color.png", "a/b_depth16.png", "a_color.png"]
+    assert (tmp_path / "out" / "a" / "b_color.png").read_bytes() == b"a__b_color.png"

@@ -245,3 +245,28 @@ def test_restart_loses_nothing(estimator: DepthEstimator, tmp_path: Path) -> Non
     assert all(body["state"] == "done" for body in finals)
     assert finals[0]["attempts"] == 2  # interrupted once, restarted once
     assert finals[0]["progress"]["done"] == 3
+
+
+def test_output_names_stay_unique_in_a_job(client: TestClient) -> None:
+    files = _files(("x_3.png", IMAGES[0]), ("x.png", IMAGES[1]), ("x.jpg", IMAGES[2]))
+    job = _submit(client, files)
+    _wait(client, job["id"])
+    archive = zipfile.ZipFile(io.BytesIO(client.get(f"/v1/jobs/{job['id']}/result").content))
+    assert sorted(archive.namelist()) == ["x_3_color.png", "x_4_color.png", "x_color.png"]
+
+
+def test_non_finite_times_and_too_many_jobs_are_refused(
+    estimator: DepthEstimator, tmp_path: Path, clip_bytes: bytes
+) -> None:
+    slow = SlowEstimator(weights=estimator.weights, threads=1, progress=False)
+    with _app(slow, tmp_path / "jobs", max_jobs=2) as client:
+        wait_ready(client)
+        video = _files(("v.mp4", clip_bytes))
+        assert_error(
+            client.post("/v1/jobs", params={"end": "nan"}, files=video), 422, "invalid_parameter"
+        )
+        for _ in range(2):
+            _submit(client, _files(("a.png", IMAGES[0])))
+        full = client.post("/v1/jobs", files=_files(("a.png", IMAGES[0])))
+        assert_error(full, 503, "too_many_jobs")
+        assert full.headers["retry-after"] == "30"

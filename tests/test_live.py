@@ -230,3 +230,30 @@ def test_a_busy_live_stream_does_not_starve_uploads(converted_onnx: Path) -> Non
             stop.set()
             streamer.join(timeout=10)
     assert sum(answered) >= 3
+
+
+def test_other_origins_are_refused_and_keys_never_logged(client: TestClient) -> None:
+    import logging
+
+    from depthlite.server.logs import RedactKeys
+
+    with client.websocket_connect("/v1/live", headers={"origin": "http://evil.example"}) as ws:
+        assert ws.receive_json()["code"] == "forbidden_origin"
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_text()
+        assert closed.value.code == 1008
+    with client.websocket_connect("/v1/live", headers={"origin": "http://testserver"}) as ws:
+        ws.send_bytes(FRAMES[0])
+        assert _answer(ws)[0]["seq"] == 1
+    record = logging.LogRecord(
+        "uvicorn.error",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "WebSocket %s" [accepted]',
+        ("127.0.0.1:5", "/v1/live?colormap=magma&key=s3cret&x=1"),
+        None,
+    )
+    RedactKeys().filter(record)
+    assert "s3cret" not in record.getMessage()
+    assert "key=***&x=1" in record.getMessage()

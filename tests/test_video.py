@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -234,3 +235,38 @@ def test_odd_frame_sizes_are_padded_for_h264(converted_onnx: Path, tmp_path: Pat
     info = probe(out)
     assert (info.width, info.height) == (96, 64)
     assert len(_frames(out)) == 5
+
+
+def _children() -> list[int]:
+    import os
+
+    me = os.getpid()
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                kids.append(int(entry))
+    return kids
+
+
+def test_stopping_before_the_first_frame_leaves_no_process_or_file(
+    clip: Path, estimator: DepthEstimator, tmp_path: Path
+) -> None:
+    class StopError(Exception):
+        pass
+
+    def progress(done: int, expected: int | None) -> None:
+        raise StopError
+
+    before = _children()
+    with pytest.raises(StopError):
+        process_video(estimator, clip, tmp_path / "out.mp4", VideoOptions(), progress)
+    assert list(tmp_path.iterdir()) == []
+    deadline = time.monotonic() + 5
+    while set(_children()) - set(before):
+        assert time.monotonic() < deadline, "FFmpeg children left running"
+        time.sleep(0.05)

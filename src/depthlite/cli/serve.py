@@ -42,6 +42,7 @@ _OPTIONS: tuple[tuple[str, type, str, str], ...] = (
     ("job_ttl", float, "SEC", "seconds finished jobs and their results are kept"),
     ("max_job_bytes", int, "N", "largest job upload (413 above)"),
     ("max_job_files", int, "N", "most files in one job"),
+    ("max_jobs", int, "N", "jobs queued or running at once (503 above)"),
     ("queue", str, "URL", "redis://... : jobs run on `depthlite worker` processes"),
     ("store", str, "DIR|URL", "distributed jobs' shared store: a folder or s3://bucket/prefix"),
     ("queue_max_tries", int, "N", "attempts before a distributed job fails"),

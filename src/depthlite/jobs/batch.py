@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from depthlite.errors import InputError
 from depthlite.estimator import DepthEstimator
-from depthlite.imageio import InputItem, output_path, write_outputs
+from depthlite.imageio import OUTPUT_SUFFIX, InputItem, output_path, write_outputs
 from depthlite.jobs.protocol import QueueConfig
 from depthlite.jobs.shared import SharedStore
 from depthlite.jobs.spec import JobSpec
@@ -86,6 +86,7 @@ class _Chunk:
     job_id: str
     items: list[InputItem]
     stems: dict[str, Path]  # flat output stem -> the item's relative output stem
+    formats: tuple[str, ...] = ()
     task: AsyncResult | None = None
     finished: bool = False
     progress: int = 0
@@ -113,24 +114,24 @@ def _submit(
             paths.append(path)
         payload = job_payload(job_id, spec, paths, store)
     task = celery.send_task(TASK_NAME, args=[payload], task_id=job_id)
-    return _Chunk(job_id, chunk_items, stems, task)
+    return _Chunk(job_id, chunk_items, stems, spec.formats, task)
 
 
-def _unpack(local: Path, chunk: _Chunk, out_dir: Path) -> None:
+def _unpack(local: Path, chunk: _Chunk, out_dir: Path, formats: tuple[str, ...]) -> None:
     """Put a chunk's result (one file or a zip) where ``predict -o OUT`` would."""
     archive = zipfile.ZipFile(local) if local.suffix == ".zip" else None
-    names = archive.namelist() if archive is not None else [local.name]
-    for name in names:
-        flat = next((f for f in chunk.stems if name.startswith(f)), None)
-        if flat is None:
-            continue
-        relative = chunk.stems[flat]
-        target = out_dir / relative.parent / (relative.name + name[len(flat) :])
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if archive is not None:
-            target.write_bytes(archive.read(name))
-        else:
-            shutil.copyfile(local, target)
+    names = set(archive.namelist()) if archive is not None else {local.name}
+    for flat, relative in chunk.stems.items():
+        for fmt in formats:
+            name = f"{flat}{OUTPUT_SUFFIX[fmt]}"  # exact names: no prefix guessing
+            if name not in names:
+                continue  # that image failed; the failure is reported separately
+            target = output_path(out_dir, relative, fmt)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if archive is not None:
+                target.write_bytes(archive.read(name))
+            else:
+                shutil.copyfile(local, target)
 
 
 def _collect(
@@ -139,7 +140,7 @@ def _collect(
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / Path(answer["result_key"]).name
         store.get_file(answer["result_key"], local)
-        _unpack(local, chunk, out_dir)
+        _unpack(local, chunk, out_dir, chunk.formats)
     failures = answer.get("failures", [])
     report.failures += [f"{f['input']}: {f['detail']}" for f in failures]
     report.done += len(chunk.items) - len(failures)
@@ -191,4 +192,5 @@ def _poll(chunk: _Chunk, store: SharedStore, out_dir: Path, report: BatchReport)
     elif state == "FAILURE":
         chunk.finished = True
         report.failures += [f"{item.source}: {task.result}" for item in chunk.items]
+        store.delete_prefix(f"inputs/{chunk.job_id}")
         task.forget()

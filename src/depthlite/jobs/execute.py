@@ -63,13 +63,16 @@ def _image_outputs(est: DepthEstimator, path: Path, spec: JobSpec, source: str) 
 
 
 def _stems(inputs: list[Path]) -> list[str]:
-    seen: set[str] = set()
+    """One output stem per input, unique within the job (a.jpg, a.png -> a, a_2)."""
+    taken: set[str] = set()
     stems = []
     for index, path in enumerate(inputs):
-        stem = Path(input_name(path.name)).stem or "image"
-        if stem in seen:
-            stem = f"{stem}_{index + 1}"
-        seen.add(stem)
+        base = Path(input_name(path.name)).stem or "image"
+        stem, suffix = base, index + 1
+        while stem in taken:
+            stem = f"{base}_{suffix}"
+            suffix += 1
+        taken.add(stem)
         stems.append(stem)
     return stems
 

@@ -11,6 +11,7 @@ Expired jobs are deleted as the runner goes.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 _IDLE_POLL_SECONDS = 1.0
 _EXPIRE_EVERY_SECONDS = 30.0
+_ERROR_BACKOFF = 5.0
 
 
 class _StoppingError(Exception):
@@ -33,8 +35,11 @@ class _StoppingError(Exception):
 
 
 class EmbeddedRunner:
-    def __init__(self, store: JobStore, estimator: DepthEstimator, run: RunFn) -> None:
+    def __init__(
+        self, store: JobStore, estimator: DepthEstimator, run: RunFn, *, max_tries: int = 3
+    ) -> None:
         self.store = store
+        self.max_tries = max_tries
         self.estimator = estimator
         self.run = run
         self._wake = threading.Event()
@@ -44,7 +49,7 @@ class EmbeddedRunner:
         self.current: str | None = None
 
     def start(self) -> None:
-        self.store.recover()
+        self.store.recover(self.max_tries)
         self._thread = threading.Thread(target=self._loop, name="depthlite-jobs", daemon=True)
         self._thread.start()
 
@@ -64,17 +69,25 @@ class EmbeddedRunner:
 
     def _loop(self) -> None:
         while not self.stopping:
-            self._maybe_expire()
-            job = self.store.claim_next()
-            if job is None:
-                self._wake.wait(_IDLE_POLL_SECONDS)
-                self._wake.clear()
-                continue
-            self.current = job.id
             try:
-                self._run_one(job)
-            finally:
-                self.current = None
+                self._step()
+            except Exception:
+                # A full disk or a locked database must not end job processing for good.
+                logger.exception("job runner step failed; retrying in %g s", _ERROR_BACKOFF)
+                self._wake.wait(_ERROR_BACKOFF)
+
+    def _step(self) -> None:
+        self._maybe_expire()
+        job = self.store.claim_next()
+        if job is None:
+            self._wake.wait(_IDLE_POLL_SECONDS)
+            self._wake.clear()
+            return
+        self.current = job.id
+        try:
+            self._run_one(job)
+        finally:
+            self.current = None
 
     def _maybe_expire(self) -> None:
         now = time.monotonic()
@@ -121,5 +134,9 @@ class EmbeddedRunner:
             self.store.fail(job.id, f"internal error: {exc}")
             return
         relative = outcome.result.relative_to(self.store.folder(job.id)).as_posix()
-        self.store.finish(job.id, relative, outcome.failures)
+        if not self.store.finish(job.id, relative, outcome.failures):
+            # Cancelled at the last moment, or deleted: its row decides, the files go.
+            if not self.store.exists(job.id):
+                shutil.rmtree(self.store.folder(job.id), ignore_errors=True)
+            return
         logger.info("job %s done in %.1f s", job.id, time.perf_counter() - start)

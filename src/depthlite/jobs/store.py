@@ -26,6 +26,9 @@ __all__ = ["Job", "JobStore", "new_job_id"]
 
 logger = logging.getLogger(__name__)
 
+# States a job can still move out of.
+_LIVE = ("queued", "running")
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -134,12 +137,24 @@ class JobStore:
             raise
         db.execute("COMMIT")
 
-    def _update(self, job_id: str, sql: str, *args: object) -> None:
+    def _update(
+        self, job_id: str, sql: str, *args: object, states: tuple[str, ...] | None = None
+    ) -> bool:
+        """One row update; with ``states``, only from those states. True if a row changed.
+
+        Every state transition names the states it may start from, so a racing cancel, a
+        runner finishing, or a delete can never move a job out of a final state.
+        """
         now = time.time()
-        self._db().execute(
-            f"UPDATE jobs SET {sql}, updated = ?, revision = revision + 1 WHERE id = ?",
-            (*args, now, job_id),
+        where = "id = ?"
+        params: list[object] = [*args, now, job_id]
+        if states is not None:
+            where += f" AND state IN ({', '.join('?' for _ in states)})"
+            params += list(states)
+        cursor = self._db().execute(
+            f"UPDATE jobs SET {sql}, updated = ?, revision = revision + 1 WHERE {where}", params
         )
+        return cursor.rowcount > 0
 
     def folder(self, job_id: str) -> Path:
         return self.root / job_id
@@ -204,56 +219,88 @@ class JobStore:
         )
 
     def progress(self, job_id: str, done: int, total: int | None) -> None:
-        self._update(job_id, "done = ?, total = ?", done, total)
+        self._update(job_id, "done = ?, total = ?", done, total, states=_LIVE)
 
-    def finish(self, job_id: str, result: str, failures: list[dict[str, str]]) -> None:
+    def finish(self, job_id: str, result: str, failures: list[dict[str, str]]) -> bool:
+        """Running (or, in distributed mode, not yet seen running) -> done."""
         now = time.time()
-        self._update(
+        return self._update(
             job_id,
             "state = 'done', result = ?, failures = ?, finished = ?, expires = ?",
             result,
             json.dumps(failures),
             now,
             now + self.ttl,
+            states=_LIVE,
         )
 
-    def fail(self, job_id: str, reason: str, failures: list[dict[str, str]] | None = None) -> None:
+    def fail(self, job_id: str, reason: str, failures: list[dict[str, str]] | None = None) -> bool:
         now = time.time()
-        self._update(
+        return self._update(
             job_id,
             "state = 'failed', error = ?, failures = ?, finished = ?, expires = ?",
             reason,
             json.dumps(failures or []),
             now,
             now + self.ttl,
+            states=_LIVE,
         )
 
     def cancel(self, job_id: str, owner: str | None = None) -> Job:
         """Queued: cancelled now. Running: flagged (the runner stops at the next step)."""
-        job = self.get(job_id, owner)
+        self.get(job_id, owner)  # 404 for unknown and foreign ids alike
         now = time.time()
-        with self._transaction():
-            if job.state == "queued":
+        with self._transaction() as db:
+            # Read inside the transaction: the runner may claim the job meanwhile.
+            row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            state = row["state"] if row is not None else "deleted"
+            if state == "queued":
                 self._update(
-                    job_id, "state = 'cancelled', finished = ?, expires = ?", now, now + self.ttl
+                    job_id,
+                    "state = 'cancelled', finished = ?, expires = ?",
+                    now,
+                    now + self.ttl,
+                    states=("queued",),
                 )
-            elif job.state == "running":
-                self._update(job_id, "cancel = 1")
+            elif state == "running":
+                self._update(job_id, "cancel = 1", states=("running",))
             else:
-                raise JobStateError(f"job {job_id} is already {job.state}")
+                raise JobStateError(f"job {job_id} is already {state}")
         return self.get(job_id)
 
-    def mark_cancelled(self, job_id: str) -> None:
+    def mark_cancelled(self, job_id: str) -> bool:
         now = time.time()
-        self._update(job_id, "state = 'cancelled', finished = ?, expires = ?", now, now + self.ttl)
+        return self._update(
+            job_id,
+            "state = 'cancelled', finished = ?, expires = ?",
+            now,
+            now + self.ttl,
+            states=_LIVE,
+        )
 
     def cancel_requested(self, job_id: str) -> bool:
         row = self._db().execute("SELECT cancel FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return row is None or bool(row["cancel"])
 
-    def recover(self) -> int:
-        """After a restart: jobs that were running go back to the queue. Returns how many."""
+    def recover(self, max_tries: int) -> int:
+        """After a restart: jobs that were running go back to the queue. Returns how many.
+
+        A job already started ``max_tries`` times fails instead: it may be what brought the
+        process down (out of memory, a crashing codec), and must not crash it on every start.
+        """
+        now = time.time()
         with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET state = 'failed', error = ?, finished = ?, expires = ?, "
+                "revision = revision + 1 WHERE state = 'running' AND attempts >= ?",
+                (
+                    f"gave up after {max_tries} attempts: the server stopped during each of "
+                    "them (killed, or out of memory?)",
+                    now,
+                    now + self.ttl,
+                    max_tries,
+                ),
+            )
             count = db.execute(
                 "UPDATE jobs SET state = 'queued', revision = revision + 1 WHERE state = 'running'"
             ).rowcount
@@ -274,10 +321,22 @@ class JobStore:
             self._db().execute("DELETE FROM jobs WHERE id = ?", (row["id"],))
         return [row["id"] for row in rows]
 
+    def exists(self, job_id: str) -> bool:
+        return (
+            self._db().execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is not None
+        )
+
     def delete(self, job_id: str) -> None:
         """Remove a job and its files (a finished job its owner no longer wants)."""
         self._db().execute("DELETE FROM jobs WHERE id = ?", (job_id,))
         shutil.rmtree(self.folder(job_id), ignore_errors=True)
+
+    def unfinished(self) -> list[Job]:
+        """Jobs still queued or running, oldest first."""
+        rows = self._db().execute(
+            "SELECT * FROM jobs WHERE state IN ('queued', 'running') ORDER BY created"
+        )
+        return [Job.from_row(row) for row in rows.fetchall()]
 
     def counts(self) -> dict[str, int]:
         rows = self._db().execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")

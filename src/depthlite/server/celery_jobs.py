@@ -8,6 +8,7 @@ store once, into the job's folder.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from pathlib import Path
@@ -16,10 +17,12 @@ from typing import Any
 from celery.result import AsyncResult
 
 from depthlite.estimator import DepthEstimator
+from depthlite.fsutil import atomic_path
 from depthlite.jobs.celery_app import make_celery
-from depthlite.jobs.protocol import TASK_NAME, JobTaskCancelled, cancel_key, job_payload
+from depthlite.jobs.protocol import TASK_NAME, JobTaskCancelled, cancel_key, done_key, job_payload
 from depthlite.jobs.shared import open_store
 from depthlite.jobs.store import Job, JobStore
+from depthlite.server.exceptions import QueueUnavailableError
 from depthlite.server.jobs import JobBackend
 from depthlite.server.pool import WorkerPool
 from depthlite.server.settings import Settings
@@ -34,9 +37,14 @@ _EXPIRE_EVERY_SECONDS = 30.0
 
 class CeleryJobBackend(JobBackend):
     def __init__(
-        self, store: JobStore, estimator: DepthEstimator, pool: WorkerPool, settings: Settings
+        self,
+        store: JobStore,
+        estimator: DepthEstimator,
+        pool: WorkerPool,
+        settings: Settings,
+        **limits: int,
     ) -> None:
-        super().__init__(store, estimator, pool)
+        super().__init__(store, estimator, pool, **limits)
         import redis
 
         config = settings.queue_config()
@@ -44,9 +52,9 @@ class CeleryJobBackend(JobBackend):
         self.shared = open_store(config.store)
         self.redis = redis.Redis.from_url(config.broker)
         self._stopping = threading.Event()
+        self._collecting = threading.Lock()  # one thread moves a job's result at a time
 
     def start(self, loop: Any) -> None:
-        self.store.recover()  # rows only: the tasks themselves live in Redis
         threading.Thread(target=self._expire_loop, name="depthlite-expiry", daemon=True).start()
         logger.info("jobs go to Celery workers at %s", self.celery.conf.broker_url)
 
@@ -55,16 +63,33 @@ class CeleryJobBackend(JobBackend):
         self.redis.close()
 
     def _expire_loop(self) -> None:
-        """Expired jobs go, with whatever a worker left in the shared store for them."""
+        """Sync jobs nobody polls (so they finish and expire), then drop expired ones."""
         while not self._stopping.wait(_EXPIRE_EVERY_SECONDS):
-            for job_id in self.store.expire():
-                self.shared.delete_prefix(f"results/{job_id}")
-                self.shared.delete_prefix(f"inputs/{job_id}")
+            try:
+                for job in self.store.unfinished():
+                    self._sync(job)
+                for job_id in self.store.expire():
+                    self._forget_files(job_id)
+            except Exception:
+                logger.exception("job expiry failed; retrying in %g s", _EXPIRE_EVERY_SECONDS)
+
+    def _forget_files(self, job_id: str) -> None:
+        self.shared.delete_prefix(f"results/{job_id}")
+        self.shared.delete_prefix(f"inputs/{job_id}")
 
     def submit(self, spec: Any, inputs: list[Path], owner: str) -> Job:
         job = self.store.create(spec, inputs, owner)
-        payload = job_payload(job.id, spec, self.store.input_paths(job), self.shared)
-        self.celery.send_task(TASK_NAME, args=[payload], task_id=job.id)
+        try:
+            payload = job_payload(job.id, spec, self.store.input_paths(job), self.shared)
+            self.celery.send_task(TASK_NAME, args=[payload], task_id=job.id)
+        except Exception as exc:
+            # Nothing half-made stays behind: no row stuck "queued", no orphaned inputs.
+            self.store.delete(job.id)
+            self._forget_files(job.id)
+            logger.exception("could not queue job %s", job.id)
+            raise QueueUnavailableError(
+                f"the job queue is unreachable ({type(exc).__name__}); try again later"
+            ) from None
         return job
 
     def get(self, job_id: str, owner: str) -> Job:
@@ -83,6 +108,10 @@ class CeleryJobBackend(JobBackend):
                 self.store.progress(job.id, int(info.get("done", 0)), info.get("total"))
         elif state == "SUCCESS":
             self._collect(job, task.result)
+        elif state == "PENDING" and self.shared.exists(done_key(job.id)):
+            # Done, but Celery's result expired (nobody polled for a long while): the marker
+            # in the shared store still has the answer.
+            self._collect(job, json.loads(self.shared.get_bytes(done_key(job.id))))
         elif state == "FAILURE":
             error = task.result
             if isinstance(error, JobTaskCancelled):
@@ -93,18 +122,22 @@ class CeleryJobBackend(JobBackend):
         return self.store.get(job.id)
 
     def _collect(self, job: Job, answer: dict[str, Any]) -> None:
-        key = answer["result_key"]
-        target = self.store.folder(job.id) / Path(key).name
-        self.shared.get_file(key, target)
-        self.store.mark_running(job.id, int(answer.get("attempts", 1)))
-        self.store.finish(job.id, target.name, list(answer.get("failures", [])))
-        self.shared.delete_prefix(f"results/{job.id}")
-        self.shared.delete_prefix(f"inputs/{job.id}")
+        with self._collecting:
+            if self.store.get(job.id).final:
+                return  # another request collected it meanwhile
+            key = answer["result_key"]
+            target = self.store.folder(job.id) / Path(key).name
+            with atomic_path(target) as tmp:
+                self.shared.get_file(key, tmp)
+            self.store.mark_running(job.id, int(answer.get("attempts", 1)))
+            self.store.finish(job.id, target.name, list(answer.get("failures", [])))
+        self._forget_files(job.id)
 
     def cancel(self, job_id: str, owner: str) -> Job | None:
         job = self.store.get(job_id, owner)
         if job.final:
             self.store.delete(job.id)
+            self._forget_files(job.id)
             return None
         # The task checks this flag before it starts and between images or frames.
         self.redis.set(cancel_key(job_id), b"1", ex=_KEY_TTL)

@@ -11,11 +11,13 @@ from depthlite.errors import DepthliteError, ImageTooLargeError, InputError
 
 __all__ = [
     "BodyTooLargeError",
+    "JobsFullError",
     "MissingImageError",
     "ModelUnavailableError",
     "NotReadyError",
     "QueueFullError",
     "QueueTimeoutError",
+    "QueueUnavailableError",
     "ServiceUnavailableError",
     "ShuttingDownError",
     "UnauthorizedError",
@@ -42,6 +44,20 @@ class QueueFullError(ServiceUnavailableError):
     """Every worker is busy and the wait queue is full: rejected at once."""
 
     code = "overloaded"
+
+
+class JobsFullError(ServiceUnavailableError):
+    """As many jobs as the server keeps are already waiting or running."""
+
+    code = "too_many_jobs"
+    default_retry_after = 30
+
+
+class QueueUnavailableError(ServiceUnavailableError):
+    """The distributed job queue (Redis) or its shared store cannot be reached."""
+
+    code = "queue_unavailable"
+    default_retry_after = 10
 
 
 class QueueTimeoutError(ServiceUnavailableError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,12 @@ from depthlite.hub import cache_dir
 from depthlite.jobs.local import EmbeddedRunner
 from depthlite.jobs.spec import JobSpec, JobStateError
 from depthlite.jobs.store import Job, JobStore
-from depthlite.server.exceptions import QueueFullError, QueueTimeoutError, ShuttingDownError
+from depthlite.server.exceptions import (
+    JobsFullError,
+    QueueFullError,
+    QueueTimeoutError,
+    ShuttingDownError,
+)
 from depthlite.server.pool import WorkerPool
 from depthlite.server.settings import Settings
 
@@ -37,12 +43,24 @@ def jobs_root(settings: Settings) -> Path:
 class JobBackend:
     """Embedded jobs: state in ``store``, run by an :class:`EmbeddedRunner` on the pool."""
 
-    def __init__(self, store: JobStore, estimator: DepthEstimator, pool: WorkerPool) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        estimator: DepthEstimator,
+        pool: WorkerPool,
+        *,
+        max_tries: int = 3,
+        max_jobs: int = 100,
+    ) -> None:
         self.store = store
+        self.max_tries = max_tries
+        self.max_jobs = max_jobs
         self.estimator = estimator
         self.pool = pool
         self.runner: EmbeddedRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()  # start (warm-up thread) vs stop (shutdown)
+        self._stopped = False
 
     @property
     def uploads_dir(self) -> Path:
@@ -52,13 +70,21 @@ class JobBackend:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start running jobs (after the model is ready); ``loop`` runs the pool's futures."""
-        self._loop = loop
-        self.runner = EmbeddedRunner(self.store, self.estimator, self._run_on_pool)
-        self.runner.start()
+        with self._lock:
+            if self._stopped:  # shut down before the model was ready: nothing to start
+                return
+            self._loop = loop
+            self.runner = EmbeddedRunner(
+                self.store, self.estimator, self._run_on_pool, max_tries=self.max_tries
+            )
+            self.runner.start()
 
     def stop(self, timeout: float | None) -> None:
-        if self.runner is not None:
-            self.runner.stop(timeout)
+        with self._lock:
+            self._stopped = True
+            runner = self.runner
+        if runner is not None:
+            runner.stop(timeout)
 
     def _run_on_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` on the worker pool, from the runner's thread; waits for a free slot.
@@ -77,6 +103,14 @@ class JobBackend:
                 time.sleep(min(exc.retry_after, _MAX_WAIT_FOR_POOL))
 
     # ------------------------------------------------------------------ the API's verbs
+    def check_capacity(self) -> None:
+        """Refuse a new job when ``max_jobs`` are queued or running (disk and time are finite)."""
+        counts = self.store.counts()
+        if counts.get("queued", 0) + counts.get("running", 0) >= self.max_jobs:
+            raise JobsFullError(
+                f"{self.max_jobs} job(s) are already queued or running; try again later"
+            )
+
     def submit(self, spec: JobSpec, inputs: list[Path], owner: str) -> Job:
         job = self.store.create(spec, inputs, owner)
         if self.runner is not None:
@@ -108,8 +142,9 @@ def build_job_backend(
     settings: Settings, estimator: DepthEstimator, pool: WorkerPool
 ) -> JobBackend:
     store = JobStore(jobs_root(settings), ttl=settings.job_ttl)
+    limits = {"max_tries": settings.queue_max_tries, "max_jobs": settings.max_jobs}
     if settings.queue:
         from depthlite.server.celery_jobs import CeleryJobBackend
 
-        return CeleryJobBackend(store, estimator, pool, settings)
-    return JobBackend(store, estimator, pool)
+        return CeleryJobBackend(store, estimator, pool, settings, **limits)
+    return JobBackend(store, estimator, pool, **limits)

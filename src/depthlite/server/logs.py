@@ -8,15 +8,31 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["ACCESS_LOGGER", "JsonFormatter", "access_log", "configure_logging"]
+__all__ = ["ACCESS_LOGGER", "JsonFormatter", "RedactKeys", "access_log", "configure_logging"]
 
 ACCESS_LOGGER = "depthlite.server.access"
 _ACCESS_FIELDS = ("method", "path", "route", "status", "duration_ms", "client")
 _PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+_SECRET_QUERY = re.compile(r"([?&]key=)[^&\s\"']*")
+
+
+class RedactKeys(logging.Filter):
+    """Masks ``key=`` query values: browsers pass the API key so to ``WS /v1/live``, and
+    uvicorn logs every WebSocket handshake with its full query string."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "key=" in message:
+            record.msg = _SECRET_QUERY.sub(r"\1***", message)
+            record.args = None
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -48,6 +64,7 @@ def configure_logging(log_format: str, level: str) -> None:
     imported into.
     """
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactKeys())
     formatter = JsonFormatter() if log_format == "json" else logging.Formatter(_PLAIN_FORMAT)
     handler.setFormatter(formatter)
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)

@@ -76,11 +76,16 @@ class Settings(BaseSettings):
     job_ttl: float = Field(86400.0, gt=0, description="seconds finished jobs and results are kept")
     max_job_bytes: int = Field(2 * 1024**3, ge=1, description="largest job upload, in bytes")
     max_job_files: int = Field(10_000, ge=1, description="most files in one job")
+    max_jobs: int = Field(
+        100, ge=1, description="jobs queued or running at once (more: 503 too_many_jobs)"
+    )
     queue: str | None = Field(None, description="redis://... : jobs go to Celery workers")
     store: str | None = Field(
         None, description="distributed jobs' shared store: a folder, or s3://bucket/prefix"
     )
-    queue_max_tries: int = Field(3, ge=1, description="distributed job attempts before it fails")
+    queue_max_tries: int = Field(
+        3, ge=1, description="starts of a job (server restarts, lost workers) before it fails"
+    )
     queue_visibility_timeout: float = Field(
         3600.0, gt=0, description="seconds before a dead worker's job is delivered again"
     )

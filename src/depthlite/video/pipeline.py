@@ -206,7 +206,11 @@ def process_video(
         crf=options.crf,
         preset=options.preset,
     )
-    reader = FrameReader(source, info, *trim)
+    try:
+        reader = FrameReader(source, info, *trim)
+    except BaseException:
+        sink.abort()
+        raise
     run = _Run(
         infer or estimator.infer,
         policy,
@@ -251,7 +255,12 @@ class _Run:
 
     def run(self, workers: int) -> None:
         if self.progress is not None:
-            self.progress(0, self.expected)
+            try:
+                self.progress(0, self.expected)  # may raise (a job cancelled before it began)
+            except BaseException as exc:
+                self.stages.fail(exc)
+                self.reader.close()
+                return
         threads = [self.stages.thread(lambda: self.read(workers), "depthlite-video-read")]
         threads.append(self.stages.thread(lambda: self.write(workers), "depthlite-video-write"))
         for index in range(1, workers):

@@ -97,16 +97,20 @@ class Mp4Sink(FrameSink):
         self.normalizer = TemporalNormalizer(normalizer)
         self._tmp = _temp_file(output, ".part.mp4")
         width = info.width * (2 if side else 1)
-        self._writer = FrameWriter(
-            self._tmp,
-            width,
-            info.height,
-            info.fps,
-            audio_from=audio_from,
-            trim=trim,
-            crf=crf,
-            preset=preset,
-        )
+        try:
+            self._writer = FrameWriter(
+                self._tmp,
+                width,
+                info.height,
+                info.fps,
+                audio_from=audio_from,
+                trim=trim,
+                crf=crf,
+                preset=preset,
+            )
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
         self.encoder = self._writer.encoder
         self.browser_safe = self._writer.browser_safe
 

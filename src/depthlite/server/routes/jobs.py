@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from depthlite.colorize import DEFAULT_COLORMAP
 from depthlite.errors import InvalidOptionError
 from depthlite.jobs.execute import input_name
-from depthlite.jobs.spec import JobSpec
+from depthlite.jobs.spec import JobNotFoundError, JobSpec
 from depthlite.jobs.store import Job
 from depthlite.normalize import (
     DEFAULT_CUT_THRESHOLD,
@@ -109,6 +109,7 @@ async def _create(
 ) -> Job:
     """Save the uploads, build the spec, queue the job; the upload folder never outlives it."""
     service.check_available()
+    service.jobs.check_capacity()  # before reading a byte of the upload
     settings = service.settings
     folder = service.jobs.uploads_dir / secrets.token_hex(8)
     folder.mkdir()
@@ -142,14 +143,14 @@ def router() -> APIRouter:
         colormap: ColormapName = DEFAULT_COLORMAP,
         resize: ResizeMode | None = None,
         side: bool = False,
-        start: Annotated[float, Query(ge=0)] = 0.0,
-        end: float | None = None,
+        start: Annotated[float, Query(ge=0, allow_inf_nan=False)] = 0.0,
+        end: Annotated[float | None, Query(gt=0, allow_inf_nan=False)] = None,
         max_frames: Annotated[int | None, Query(ge=1)] = None,
         normalize: Annotated[Literal[NORMALIZER_MODES], Query()] = "temporal",  # type: ignore[valid-type]
-        smoothing: float = DEFAULT_SMOOTHING,
+        smoothing: Annotated[float, Query(allow_inf_nan=False)] = DEFAULT_SMOOTHING,
         percentiles: Annotated[str, Query(description="video: LOW,HIGH")] = "2,98",
-        cut_threshold: float = DEFAULT_CUT_THRESHOLD,
-        depth_smoothing: float = 0.0,
+        cut_threshold: Annotated[float, Query(allow_inf_nan=False)] = DEFAULT_CUT_THRESHOLD,
+        depth_smoothing: Annotated[float, Query(allow_inf_nan=False)] = 0.0,
         crf: Annotated[int, Query(ge=0, le=51)] = 20,
         preset: Annotated[Literal[X264_PRESETS], Query()] = "veryfast",  # type: ignore[valid-type]
         precision: Annotated[
@@ -191,6 +192,8 @@ def router() -> APIRouter:
     async def result(job_id: str, service: ServiceDep, owner: Owner) -> FileResponse:
         job = await asyncio.to_thread(service.jobs.get, job_id, owner)
         path = await asyncio.to_thread(service.jobs.result_path, job)
+        if not path.is_file():  # expired or deleted between the lookup and now
+            raise JobNotFoundError(f"no job {job_id!r} (unknown, or its results expired)")
         name = path.name if path.name != "result.zip" else f"depthlite-{job.id[:8]}.zip"
         return FileResponse(path, filename=input_name(Path(name).name), headers=_headers(job))
 

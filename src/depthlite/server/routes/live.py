@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
@@ -32,6 +33,19 @@ POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
 GOING_AWAY = 1001
 _DRAIN_POLL_SECONDS = 0.5
+
+
+def _origin_ok(ws: WebSocket, service: Service) -> bool:
+    """Browsers do not apply CORS to WebSockets: a page elsewhere could open streams here.
+
+    Allowed: no Origin (not a browser), the server's own origin, or a configured CORS origin.
+    """
+    origin = ws.headers.get("origin")
+    if not origin:
+        return True
+    if urlsplit(origin).netloc == ws.headers.get("host", ""):
+        return True
+    return origin in service.settings.cors_origins
 
 
 def _key_ok(service: Service, key: str | None) -> bool:
@@ -151,6 +165,10 @@ def router() -> APIRouter:
     ) -> None:
         service: Service = ws.app.state.service
         await ws.accept()
+        if not _origin_ok(ws, service):
+            detail = "this page's origin may not use the live stream (see --cors-origins)"
+            await _refuse(ws, POLICY_VIOLATION, "forbidden_origin", detail)
+            return
         if not _key_ok(service, key):
             await _refuse(ws, POLICY_VIOLATION, "unauthorized", "API key missing or not valid")
             return

@@ -320,6 +320,9 @@ def test_server_jobs_run_on_celery_workers(
         assert done["attempts"] == 1
         archive = zipfile.ZipFile(io.BytesIO(client.get(done["links"]["result"]).content))
         assert len(archive.namelist()) == 6
+        wrong = _submit(client, _files(*small[:1]), precision="int8")
+        failed = _wait(client, wrong["id"], states=("failed",))
+        assert "start workers with --precision int8" in failed["error"]
         big = [
             (p.name, p.read_bytes())
             for p in sorted(_images(tmp_path / "b", 40, (240, 320)).iterdir())

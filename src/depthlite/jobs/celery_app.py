@@ -94,6 +94,11 @@ def _run_job(task: Task, ctx: WorkerContext, payload: dict[str, Any]) -> dict[st
         raise JobTaskCancelled("the job was cancelled")
     assert ctx.estimator is not None, "the worker has no estimator"
     spec = JobSpec.from_json(payload["spec"])
+    if spec.precision is not None and spec.precision != ctx.estimator.precision:
+        raise JobTaskError(
+            f"this job asks for {spec.precision} but the worker runs {ctx.estimator.precision}; "
+            f"start workers with --precision {spec.precision}"
+        )
     with tempfile.TemporaryDirectory(prefix="depthlite-job-") as tmp:
         inputs = _fetch_inputs(ctx.store, payload["inputs"], Path(tmp) / "in")
         try:

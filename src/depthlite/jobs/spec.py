@@ -15,7 +15,7 @@ from depthlite.colorize import DEFAULT_COLORMAP, colormap_id
 from depthlite.errors import DepthliteError, InvalidOptionError
 from depthlite.imageio import OUTPUT_FORMATS
 from depthlite.normalize import NormalizerOptions
-from depthlite.specs import RESIZE_MODES, check_choice
+from depthlite.specs import PRECISIONS, RESIZE_MODES, check_choice
 from depthlite.video.formats import VIDEO_FORMATS
 from depthlite.video.pipeline import VideoOptions
 
@@ -74,6 +74,8 @@ class JobSpec:
     depth_smoothing: float = 0.0
     crf: int = 20
     preset: str = "veryfast"
+    # None: whatever the runner loaded. Set, a worker running another precision refuses the job.
+    precision: str | None = None
 
     def __post_init__(self) -> None:
         check_choice("job kind", self.kind, JOB_KINDS)
@@ -88,6 +90,8 @@ class JobSpec:
         colormap_id(self.colormap)
         if self.resize is not None:
             check_choice("resize", self.resize, RESIZE_MODES)
+        if self.precision is not None:
+            check_choice("precision", self.precision, PRECISIONS)
         if self.kind == "video":
             self.video_options()  # validates times, frames and normaliser options
 

@@ -157,7 +157,8 @@ def router() -> APIRouter:
             PrecisionName | None, Query(description="must be one the server loaded")
         ] = None,
     ) -> JSONResponse:
-        service.check_precision(precision)
+        if not service.settings.queue:  # with a queue, the workers' precision is what counts
+            service.check_precision(precision)
         params: dict[str, object] = {
             "format": fmt,
             "colormap": colormap,
@@ -173,6 +174,7 @@ def router() -> APIRouter:
             "depth_smoothing": depth_smoothing,
             "crf": crf,
             "preset": preset,
+            "precision": precision,
         }
         job = await _create(request, service, owner, kind, params)
         headers = {**_headers(job), "Location": f"/v1/jobs/{job.id}"}

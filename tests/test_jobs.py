@@ -213,6 +213,16 @@ def test_bad_job_requests(client: TestClient, clip_bytes: bytes) -> None:
     )
 
 
+def test_a_bad_video_job_fails_naming_the_upload_not_the_server_path(
+    client: TestClient, tmp_path: Path
+) -> None:
+    job = _submit(client, _files(("holiday.mp4", b"not a video at all")))
+    failed = _wait(client, job["id"], states=("failed",))
+    assert failed["error"].startswith("holiday.mp4: not a readable video")
+    assert str(tmp_path) not in failed["error"]
+    assert "/in/" not in failed["error"]
+
+
 def test_video_job(client: TestClient, clip_bytes: bytes) -> None:
     options = {"percentiles": "5,95", "smoothing": 0.5, "preset": "ultrafast", "crf": 30}
     job = _submit(client, _files(("walk.mp4", clip_bytes)), max_frames=5, format="npz", **options)

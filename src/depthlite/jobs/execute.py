@@ -112,7 +112,11 @@ def _video(ctx: _Context, source: Path) -> None:
     def infer(x: np.ndarray) -> np.ndarray:
         return run(est.infer, x)  # type: ignore[no-any-return]
 
-    process_video(est, source, target, spec.video_options(), ctx.progress, infer=infer)
+    try:
+        process_video(est, source, target, spec.video_options(), ctx.progress, infer=infer)
+    except InputError as exc:
+        exc.source = input_name(source.name)  # the client's name, not this server's path
+        raise
 
 
 def _package(out_dir: Path, result_dir: Path) -> Path:

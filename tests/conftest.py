@@ -6,11 +6,15 @@ MiDaS code with the same deterministic weights these fixtures generate.
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
+
+from depthlite import DepthEstimator
 
 pytest_plugins = ["httpserver"]  # the local HTTP server fixture for download tests
 
@@ -139,3 +143,34 @@ def video_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def clip_bytes(video_clip: Path) -> bytes:
     return video_clip.read_bytes()
+
+
+E = TypeVar("E", bound=DepthEstimator)
+
+
+def loaded_estimator(
+    weights: Path, factory: pytest.TempPathFactory, cls: type[E] = DepthEstimator, **kwargs: Any
+) -> E:
+    """An estimator (1 thread) loaded with its cache in a fresh folder.
+
+    For module-scoped fixtures: they run before the per-test cache isolation above, so without
+    this they would write the optimised-graph cache into the user's real cache.
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DEPTHLITE_HOME", str(factory.mktemp("estimator-home")))
+        mp.setenv("DEPTHLITE_OFFLINE", "1")
+        est = cls(weights=weights, threads=1, progress=False, **kwargs)
+        est.load()
+    return est
+
+
+class SlowEstimator(DepthEstimator):
+    """Holds each prediction ``delay`` seconds, so that work piles up behind it."""
+
+    def __init__(self, *args: Any, delay: float = 0.3, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.delay = delay
+
+    def predict(self, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(self.delay)
+        return super().predict(*args, **kwargs)

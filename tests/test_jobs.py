@@ -16,7 +16,7 @@ pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient
 
-from conftest import test_image
+from conftest import SlowEstimator, loaded_estimator, test_image
 from depthlite import DepthEstimator
 from depthlite.imageio import encode_outputs
 from depthlite.jobs.spec import JobSpec
@@ -27,19 +27,13 @@ from test_server import assert_error, png_bytes, wait_ready
 IMAGES = [png_bytes(test_image(seed, 40, 56)) for seed in range(3)]
 
 
-class SlowEstimator(DepthEstimator):
-    delay = 0.4
-
-    def predict(self, *args: Any, **kwargs: Any) -> Any:
-        time.sleep(self.delay)
-        return super().predict(*args, **kwargs)
-
-
 @pytest.fixture(scope="module")
-def estimator(converted_onnx: Path) -> DepthEstimator:
-    est = DepthEstimator(weights=converted_onnx, threads=1, progress=False)
-    est.load()
-    return est
+def estimator(converted_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> DepthEstimator:
+    return loaded_estimator(converted_onnx, tmp_path_factory)
+
+
+def _slow(est: DepthEstimator) -> SlowEstimator:
+    return SlowEstimator(weights=est.weights, threads=1, progress=False, delay=0.4)
 
 
 def _app(est: DepthEstimator, jobs_dir: Path, **settings: Any) -> TestClient:
@@ -105,7 +99,7 @@ def test_one_image_one_format_is_the_file_itself(client: TestClient) -> None:
 
 
 def test_polling_hints_etag_and_retry_after(estimator: DepthEstimator, tmp_path: Path) -> None:
-    slow = SlowEstimator(weights=estimator.weights, threads=1, progress=False)
+    slow = _slow(estimator)
     with _app(slow, tmp_path / "jobs") as client:
         wait_ready(client)
         job = _submit(client, _files(*(("x.png", img) for img in IMAGES[:1])))
@@ -133,7 +127,7 @@ def test_polling_hints_etag_and_retry_after(estimator: DepthEstimator, tmp_path:
 def test_cancel_queued_and_running_jobs_and_delete_finished(
     estimator: DepthEstimator, tmp_path: Path
 ) -> None:
-    slow = SlowEstimator(weights=estimator.weights, threads=1, progress=False)
+    slow = _slow(estimator)
     with _app(slow, tmp_path / "jobs") as client:
         wait_ready(client)
         running = _submit(client, _files(*((f"{i}.png", IMAGES[i % 3]) for i in range(6))))
@@ -237,7 +231,7 @@ def test_video_job(client: TestClient, clip_bytes: bytes) -> None:
 
 def test_restart_loses_nothing(estimator: DepthEstimator, tmp_path: Path) -> None:
     jobs_dir = tmp_path / "jobs"
-    slow = SlowEstimator(weights=estimator.weights, threads=1, progress=False)
+    slow = _slow(estimator)
     with _app(slow, jobs_dir, shutdown_timeout=5) as client:
         wait_ready(client)
         ids = [_submit(client, _files(*((f"{i}.png", IMAGES[i]) for i in range(3))))["id"]]
@@ -268,7 +262,7 @@ def test_output_names_stay_unique_in_a_job(client: TestClient) -> None:
 def test_non_finite_times_and_too_many_jobs_are_refused(
     estimator: DepthEstimator, tmp_path: Path, clip_bytes: bytes
 ) -> None:
-    slow = SlowEstimator(weights=estimator.weights, threads=1, progress=False)
+    slow = _slow(estimator)
     with _app(slow, tmp_path / "jobs", max_jobs=2) as client:
         wait_ready(client)
         video = _files(("v.mp4", clip_bytes))

@@ -16,7 +16,7 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from conftest import test_image
+from conftest import SlowEstimator, loaded_estimator, test_image
 from depthlite import DepthEstimator
 from depthlite.server import Settings, create_app
 from depthlite.server.live import LiveFrame
@@ -25,25 +25,9 @@ from test_server import png_bytes, wait_ready
 FRAMES = [png_bytes(test_image(seed, 48, 64)) for seed in range(4)]
 
 
-class SlowEstimator(DepthEstimator):
-    """Holds each prediction long enough for frames to pile up behind it."""
-
-    delay = 0.3
-
-    def predict(self, *args: Any, **kwargs: Any) -> Any:
-        time.sleep(self.delay)
-        return super().predict(*args, **kwargs)
-
-
-def _estimator(cls: type[DepthEstimator], weights: Path) -> DepthEstimator:
-    est = cls(weights=weights, threads=1, progress=False)
-    est.load()
-    return est
-
-
 @pytest.fixture(scope="module")
-def estimator(converted_onnx: Path) -> DepthEstimator:
-    return _estimator(DepthEstimator, converted_onnx)
+def estimator(converted_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> DepthEstimator:
+    return loaded_estimator(converted_onnx, tmp_path_factory)
 
 
 def _client(est: DepthEstimator, **settings: Any) -> TestClient:
@@ -91,8 +75,12 @@ def test_frames_stream_back_as_colour_depth_and_close_frees_everything(
     assert 'depthlite_live_frames_total{outcome="answered"}' in metrics
 
 
-def test_only_the_newest_pending_frame_is_kept(converted_onnx: Path) -> None:
-    with _client(_estimator(SlowEstimator, converted_onnx), workers=1) as client:
+def test_only_the_newest_pending_frame_is_kept(
+    converted_onnx: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    with _client(
+        loaded_estimator(converted_onnx, tmp_path_factory, SlowEstimator), workers=1
+    ) as client:
         wait_ready(client)
         with client.websocket_connect("/v1/live") as ws:
             for frame in FRAMES * 2:  # 8 frames while the first takes 0.3 s
@@ -163,8 +151,10 @@ def test_api_key_is_required_when_configured(estimator: DepthEstimator) -> None:
             assert _answer(ws)[0]["seq"] == 1
 
 
-def test_connection_cap_and_busy_pool(converted_onnx: Path) -> None:
-    est = _estimator(SlowEstimator, converted_onnx)
+def test_connection_cap_and_busy_pool(
+    converted_onnx: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    est = loaded_estimator(converted_onnx, tmp_path_factory, SlowEstimator)
     with _client(est, workers=1, queue_size=0, live_max_connections=2) as client:
         wait_ready(client)
         with (
@@ -199,11 +189,12 @@ def test_shutdown_closes_open_streams(estimator: DepthEstimator) -> None:
             assert closed.value.code == 1001
 
 
-def test_a_busy_live_stream_does_not_starve_uploads(converted_onnx: Path) -> None:
+def test_a_busy_live_stream_does_not_starve_uploads(
+    converted_onnx: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     import threading
 
-    est = _estimator(SlowEstimator, converted_onnx)
-    est.delay = 0.1  # type: ignore[attr-defined]
+    est = loaded_estimator(converted_onnx, tmp_path_factory, SlowEstimator, delay=0.1)
     stop = threading.Event()
     answered = []
     with _client(est, workers=1, queue_size=4) as client:

@@ -23,7 +23,7 @@ pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient
 
-from conftest import test_image
+from conftest import loaded_estimator, test_image
 from depthlite import DepthEstimator
 from depthlite.colorize import COLORMAPS, colorize
 from depthlite.imageio import read_pfm, to_png16
@@ -71,13 +71,7 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def estimator(converted_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> DepthEstimator:
-    # Module-scoped fixtures run outside the per-test cache isolation: isolate this one too.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DEPTHLITE_HOME", str(tmp_path_factory.mktemp("server-home")))
-        mp.setenv("DEPTHLITE_OFFLINE", "1")
-        est = DepthEstimator(weights=converted_onnx, threads=1)
-        est.load()
-    return est
+    return loaded_estimator(converted_onnx, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

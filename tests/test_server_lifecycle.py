@@ -29,7 +29,7 @@ pytest.importorskip("fastapi")
 import httpx
 from fastapi.testclient import TestClient
 
-from conftest import test_image
+from conftest import loaded_estimator, test_image
 from depthlite import DepthEstimator
 from depthlite.runtime.base import Backend
 from depthlite.server import Settings, create_app
@@ -101,12 +101,7 @@ def serving(estimator: DepthEstimator, **settings: Any) -> Iterator[tuple[TestCl
 @pytest.fixture(scope="module")
 def gated(converted_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> GatedEstimator:
     """One estimator for the module (loading is the slow part); each test resets its gates."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DEPTHLITE_HOME", str(tmp_path_factory.mktemp("lifecycle-home")))
-        mp.setenv("DEPTHLITE_OFFLINE", "1")
-        est = GatedEstimator(weights=converted_onnx, threads=1)
-        est.load()
-    return est
+    return loaded_estimator(converted_onnx, tmp_path_factory, GatedEstimator)
 
 
 @pytest.fixture

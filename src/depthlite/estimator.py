@@ -105,16 +105,15 @@ class DepthEstimator:
         The CLI's parsed arguments and the server's settings share these names; a missing
         attribute takes the constructor's default.
         """
-        defaults = cls(progress=progress)
         return cls(
-            getattr(options, "model", defaults.spec.name),
-            getattr(options, "backend", defaults.backend_name),
-            getattr(options, "precision", defaults.precision),
-            resize=getattr(options, "resize", defaults.resize),
+            getattr(options, "model", DEFAULT_MODEL),
+            getattr(options, "backend", DEFAULT_BACKEND),
+            getattr(options, "precision", DEFAULT_PRECISION),
+            resize=getattr(options, "resize", DEFAULT_RESIZE),
             threads=getattr(options, "threads", None),
             weights=getattr(options, "weights", None),
             offline=getattr(options, "offline", None),
-            max_pixels=getattr(options, "max_pixels", defaults.max_pixels),
+            max_pixels=getattr(options, "max_pixels", DEFAULT_MAX_PIXELS),
             progress=progress,
         )
 

@@ -159,8 +159,8 @@ class TemporalNormalizer:
 
     def levels(self, depth: np.ndarray, bits: int = 1) -> np.ndarray:
         """The next frame as uint8 (``bits=1``) or uint16 (``bits=2``) levels."""
-        depth = self.smooth_depth(depth)
-        frame = self.update(depth)
+        depth = self.smooth_depth(depth)  # float32, non-finite values already replaced
+        frame = self._next_range(depth)
         return scale_levels(depth, frame.lo, frame.hi, bits)
 
     def smooth_depth(self, depth: np.ndarray) -> np.ndarray:
@@ -179,7 +179,9 @@ class TemporalNormalizer:
 
     def update(self, depth: np.ndarray) -> FrameRange:
         """Feed one frame; returns the range it is to be scaled with."""
-        depth = _finite(np.asarray(depth))
+        return self._next_range(_finite(np.asarray(depth)))
+
+    def _next_range(self, depth: np.ndarray) -> FrameRange:
         self.frames += 1
         if self.options.mode == "per-frame":
             return FrameRange(float(depth.min()), float(depth.max()), cut=False)

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from depthlite.cli.common import (
     add_colormap_option,
@@ -17,6 +18,9 @@ from depthlite.cli.common import (
 )
 from depthlite.errors import EXIT_FAILURE, EXIT_OK
 from depthlite.imageio import expand_inputs
+
+if TYPE_CHECKING:
+    from depthlite.jobs.protocol import QueueConfig
 
 __all__ = ["register"]
 
@@ -34,7 +38,8 @@ def _queue_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _settings(args: argparse.Namespace) -> object:
+def _queue_config(args: argparse.Namespace) -> QueueConfig:
+    """The queue the flags and DEPTHLITE_* variables describe (validated like the server's)."""
     from depthlite.server.settings import load_settings
 
     return load_settings(
@@ -42,7 +47,7 @@ def _settings(args: argparse.Namespace) -> object:
         store=args.store,
         queue_max_tries=args.max_tries,
         queue_visibility_timeout=args.visibility_timeout,
-    )
+    ).queue_config()
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -84,7 +89,7 @@ def run_batch(args: argparse.Namespace) -> int:
     from depthlite.jobs.batch import pending_items, run_local, run_queued
 
     queued = not args.local and bool(args.queue or os.environ.get("DEPTHLITE_QUEUE"))
-    config = _settings(args).queue_config() if queued else None  # type: ignore[attr-defined]
+    config = _queue_config(args) if queued else None
     items, failures = expand_inputs(args.inputs, recursive=args.recursive, flat_output=True)
     for failure in failures:
         error(str(failure))
@@ -135,7 +140,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
     from depthlite.jobs.celery_app import WorkerContext, make_celery
 
-    config = _settings(args).queue_config()  # type: ignore[attr-defined]
+    config = _queue_config(args)
     est = build_estimator(args, progress=True)
     est.load()  # once, before the first job
     app = make_celery(config, WorkerContext(config, est))

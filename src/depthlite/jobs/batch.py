@@ -102,17 +102,14 @@ def _submit(
     from depthlite.jobs.protocol import TASK_NAME, job_payload
 
     job_id = f"batch-{uuid.uuid4().hex}"
-    stems = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = []
-        for index, item in enumerate(chunk_items):
-            assert item.path is not None
-            flat = _flat(item.relative)
-            stems[flat] = item.relative
-            path = Path(tmp) / f"{index:06d}_{flat}{item.path.suffix}"
-            shutil.copyfile(item.path, path)
-            paths.append(path)
-        payload = job_payload(job_id, spec, paths, store)
+    stems, paths, names = {}, [], []
+    for index, item in enumerate(chunk_items):
+        assert item.path is not None
+        flat = _flat(item.relative)
+        stems[flat] = item.relative
+        paths.append(item.path)
+        names.append(f"{index:06d}_{flat}{item.path.suffix}")
+    payload = job_payload(job_id, spec, paths, store, names)
     task = celery.send_task(TASK_NAME, args=[payload], task_id=job_id)
     return _Chunk(job_id, chunk_items, stems, spec.formats, task)
 

@@ -57,14 +57,24 @@ def done_key(job_id: str) -> str:
     return f"results/{job_id}/done.json"
 
 
-def job_payload(job_id: str, spec: JobSpec, inputs: list[Path], store: SharedStore) -> dict:
-    """The message for ``job_id``: small inputs inline, the others uploaded to ``store``."""
+def job_payload(
+    job_id: str,
+    spec: JobSpec,
+    inputs: list[Path],
+    store: SharedStore,
+    names: list[str] | None = None,
+) -> dict:
+    """The message for ``job_id``: small inputs inline, the others uploaded to ``store``.
+
+    ``names`` are what the worker calls the inputs (default: their file names), so callers
+    need not copy files just to rename them.
+    """
     items = []
-    for path in inputs:
+    for path, name in zip(inputs, names or [p.name for p in inputs], strict=True):
         if path.stat().st_size <= INLINE_LIMIT:
-            items.append({"name": path.name, "data": base64.b64encode(path.read_bytes()).decode()})
+            items.append({"name": name, "data": base64.b64encode(path.read_bytes()).decode()})
         else:
-            key = f"inputs/{job_id}/{path.name}"
+            key = f"inputs/{job_id}/{name}"
             store.put_file(key, path)
-            items.append({"name": path.name, "key": key})
+            items.append({"name": name, "key": key})
     return {"job_id": job_id, "spec": spec.to_json(), "inputs": items}

@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 from depthlite.errors import InvalidOptionError
+from depthlite.fsutil import atomic_path
 
 __all__ = ["INLINE_LIMIT", "FolderStore", "S3Store", "SharedStore", "open_store"]
 
@@ -65,16 +66,8 @@ class FolderStore(SharedStore):
         return path
 
     def put_file(self, key: str, path: Path) -> None:
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        os.close(fd)
-        try:
+        with atomic_path(self._path(key)) as tmp:
             shutil.copyfile(path, tmp)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
 
     def get_file(self, key: str, dest: Path) -> None:
         source = self._path(key)

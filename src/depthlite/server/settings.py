@@ -142,7 +142,9 @@ class Settings(BaseSettings):
     def queue_config(self) -> QueueConfig:
         """What the Celery app of ``depthlite serve`` and ``depthlite worker`` is made from."""
         if not self.queue or not self.store:
-            raise InvalidOptionError("no job queue configured (DEPTHLITE_QUEUE=redis://...)")
+            raise InvalidOptionError(
+                "no job queue configured: pass --queue redis://... or set DEPTHLITE_QUEUE"
+            )
         from depthlite.jobs.protocol import QueueConfig
 
         return QueueConfig(

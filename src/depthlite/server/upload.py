@@ -67,6 +67,14 @@ def _declared_length(request: Request) -> int | None:
     return int(value) if value.isdigit() else None
 
 
+def _bounded(request: Request, limit: int) -> Request:
+    """``request`` reading at most ``limit`` body bytes; a larger declared length fails now."""
+    declared = _declared_length(request)
+    if declared is not None and declared > limit:
+        raise BodyTooLargeError(limit)
+    return Request(request.scope, _limited(request.receive, limit))
+
+
 async def _read_multipart(request: Request) -> Upload:
     async with request.form(max_files=1, max_fields=_MAX_FORM_FIELDS) as form:
         part = form.get(FILE_FIELD)
@@ -104,10 +112,7 @@ async def read_upload(request: Request, limit: int) -> Upload:
     ``application/x-www-form-urlencoded``, so the declared type is not trusted; the bytes
     are sniffed when decoded).
     """
-    declared = _declared_length(request)
-    if declared is not None and declared > limit:
-        raise BodyTooLargeError(limit)
-    bounded = Request(request.scope, _limited(request.receive, limit))
+    bounded = _bounded(request, limit)
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
         return await _read_multipart(bounded)
@@ -135,10 +140,7 @@ async def save_uploads(
     Bounded like :func:`read_upload`; files stream through Starlette's spooled temporary
     files to disk, so a large job never sits in memory.
     """
-    declared = _declared_length(request)
-    if declared is not None and declared > limit:
-        raise BodyTooLargeError(limit)
-    bounded = Request(request.scope, _limited(request.receive, limit))
+    bounded = _bounded(request, limit)
     content_type = request.headers.get("content-type", "").lower()
     saved: list[SavedFile] = []
     if not content_type.startswith("multipart/form-data"):

@@ -14,10 +14,8 @@ from depthlite import fsutil
 from depthlite.colorize import colorize, normalize_minmax
 from depthlite.errors import InvalidOptionError
 from depthlite.imageio.writers import (
-    _NORMALIZE_BLOCK_ROWS,
     OUTPUT_FORMATS,
     OUTPUT_SUFFIX,
-    _normalized,
     atomic_write_bytes,
     output_path,
     read_pfm,
@@ -26,6 +24,7 @@ from depthlite.imageio.writers import (
     write_outputs,
     write_pfm,
 )
+from depthlite.normalize import _BLOCK_ROWS
 
 REFERENCE = Path(__file__).parent / "data" / "midas_v21_small_256_pipeline_seed10_480x640.npz"
 
@@ -60,15 +59,24 @@ def test_constant_depth_gives_zeros() -> None:
     assert not out.any()
 
 
+def _official(depth: np.ndarray, bits: int) -> np.ndarray:
+    """The reference ``write_depth`` scaling, whole-array, as the original code writes it."""
+    depth = np.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0)
+    depth_min, depth_max = depth.min(), depth.max()
+    max_val = 2 ** (8 * bits) - 1
+    out = max_val * (depth - depth_min) / (depth_max - depth_min)
+    return out.astype(np.uint8 if bits == 1 else np.uint16)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("bits", [1, 2])
 def test_blockwise_normalisation_is_bit_identical(dtype: type, bits: int) -> None:
     rng = np.random.default_rng(7)
-    rows = 2 * _NORMALIZE_BLOCK_ROWS + 5  # several blocks and a short last one
+    rows = 2 * _BLOCK_ROWS + 5  # several blocks and a short last one
     for scale, offset in ((1e-4, 0.0), (1.0, -3.0), (3e3, 1e4), (1e6, -2e6)):
         depth = (rng.standard_normal((rows, 37)) * scale + offset).astype(dtype)
-        expected = normalize_minmax(depth, bits)
-        out = _normalized(depth, bits)
+        expected = _official(depth, bits)
+        out = normalize_minmax(depth, bits)
         assert out.dtype == expected.dtype
         np.testing.assert_array_equal(out, expected)
 
@@ -77,7 +85,7 @@ def test_blockwise_normalisation_is_bit_identical(dtype: type, bits: int) -> Non
 def test_blockwise_normalisation_leaves_non_finite_maps_to_the_reference(bad: float) -> None:
     depth = small_depth(70, 9)
     depth[3, 4] = bad
-    np.testing.assert_array_equal(_normalized(depth, 1), normalize_minmax(depth, 1))
+    np.testing.assert_array_equal(normalize_minmax(depth, 1), _official(depth, 1))
 
 
 def test_pfm_header_and_layout(tmp_path: Path) -> None:

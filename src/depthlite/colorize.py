@@ -59,10 +59,13 @@ def normalize_minmax(depth: np.ndarray, bits: int) -> np.ndarray:
     depth = np.asarray(depth)
     if depth.size == 0:
         raise ValueError("cannot normalise an empty depth map")
-    if not np.isfinite(depth).all():
+    lo, hi = depth.min(), depth.max()
+    # NaN propagates to the min and max, and an infinity is one of them: no separate pass.
+    if not (np.isfinite(lo) and np.isfinite(hi)):
         logger.warning("depth map has non-finite values; they are written as 0")
         depth = np.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0)
-    return scale_levels(depth, depth.min(), depth.max(), bits, clip=False)
+        lo, hi = depth.min(), depth.max()
+    return scale_levels(depth, lo, hi, bits, clip=False)
 
 
 def _check_2d(arr: np.ndarray, what: str) -> np.ndarray:

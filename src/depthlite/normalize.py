@@ -50,6 +50,8 @@ DEFAULT_CUT_THRESHOLD = 0.5
 # a colour range, and 1080p frames cost well under a millisecond.
 _MAX_SAMPLES = 1 << 16
 _THUMB = 32
+# Rows scaled at a time by ``scale_levels``.
+_BLOCK_ROWS = 64
 
 
 def scale_levels(
@@ -57,10 +59,12 @@ def scale_levels(
 ) -> np.ndarray:
     """``depth`` scaled so ``lo`` -> 0 and ``hi`` -> the top of ``bits`` bytes, clipped.
 
-    The arithmetic is the official ``write_depth``'s, in the depth's own dtype with a
-    truncating cast, so ``lo, hi = depth.min(), depth.max()`` reproduces it bit for bit (and
-    ``clip=False`` skips a pass that is a no-op then). A range narrower than float64's epsilon
-    gives zeros, as there.
+    The arithmetic is the official ``write_depth``'s, ``max * (depth - lo) / (hi - lo)`` in the
+    depth's own dtype with a truncating cast, so ``lo, hi = depth.min(), depth.max()``
+    reproduces it bit for bit (and ``clip=False`` skips a pass that is a no-op then). A range
+    narrower than float64's epsilon gives zeros, as there. Float maps are done a block of rows
+    at a time: the same operations on every element, without two full-size float temporaries
+    (16 MB at 1080p, once the peak of ``depthlite predict``).
     """
     if bits not in (1, 2):
         raise ValueError(f"bits must be 1 or 2, not {bits}")
@@ -71,10 +75,25 @@ def scale_levels(
     out_type = np.uint8 if bits == 1 else np.uint16
     if not high - low > np.finfo("float").eps:
         return np.zeros(depth.shape, dtype=out_type)
-    out = max_val * (depth - low) / (high - low)
-    if clip:
-        np.clip(out, 0, max_val, out=out)
-    return out.astype(out_type)
+    if depth.dtype not in (np.float32, np.float64) or depth.ndim != 2:
+        # Integer maps promote to float64 in the official formula: keep it as written.
+        whole = max_val * (depth - low) / (high - low)
+        if clip:
+            np.clip(whole, 0, max_val, out=whole)
+        return whole.astype(out_type)
+    out = np.empty(depth.shape, dtype=out_type)
+    span, top = high - low, dtype(max_val)
+    block = np.empty((min(_BLOCK_ROWS, depth.shape[0]), depth.shape[1]), depth.dtype)
+    for start in range(0, depth.shape[0], _BLOCK_ROWS):
+        rows = depth[start : start + _BLOCK_ROWS]
+        tmp = block[: rows.shape[0]]
+        np.subtract(rows, low, out=tmp)
+        np.multiply(top, tmp, out=tmp)
+        np.divide(tmp, span, out=tmp)
+        if clip:
+            np.clip(tmp, 0, top, out=tmp)
+        np.copyto(out[start : start + _BLOCK_ROWS], tmp, casting="unsafe")
+    return out
 
 
 def parse_percentiles(text: str) -> tuple[float, float]:

@@ -69,41 +69,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-# Rows normalised at a time: a float temporary of a whole 1080p map is 8 MB (two of them at
-# once in ``normalize_minmax``), which made the colour PNG the peak of ``depthlite predict``.
-_NORMALIZE_BLOCK_ROWS = 64
-
-
-def _normalized(depth: np.ndarray, bits: int) -> np.ndarray:
-    """``normalize_minmax(depth, bits)`` bit for bit, a block of rows at a time.
-
-    The same float operations in the same dtype on every element, so the same bits; only
-    float maps whose min and max are finite (hence every value finite) and differ take this
-    path, everything else is left to ``normalize_minmax`` and its warnings.
-    """
-    if depth.dtype not in (np.float32, np.float64) or depth.ndim != 2:
-        return normalize_minmax(depth, bits=bits)
-    lo, hi = depth.min(), depth.max()  # NaN propagates to both; inf shows in one of them
-    if not (np.isfinite(lo) and np.isfinite(hi)) or not hi - lo > np.finfo("float").eps:
-        return normalize_minmax(depth, bits=bits)
-    out = np.empty(depth.shape, dtype=np.uint8 if bits == 1 else np.uint16)
-    span = hi - lo
-    max_val = depth.dtype.type(2 ** (8 * bits) - 1)
-    block = np.empty((min(_NORMALIZE_BLOCK_ROWS, depth.shape[0]), depth.shape[1]), depth.dtype)
-    for top in range(0, depth.shape[0], _NORMALIZE_BLOCK_ROWS):
-        rows = depth[top : top + _NORMALIZE_BLOCK_ROWS]
-        tmp = block[: rows.shape[0]]
-        # normalize_minmax: max_val * (depth - depth_min) / (depth_max - depth_min), truncated.
-        np.subtract(rows, lo, out=tmp)
-        np.multiply(max_val, tmp, out=tmp)
-        np.divide(tmp, span, out=tmp)
-        np.copyto(out[top : top + _NORMALIZE_BLOCK_ROWS], tmp, casting="unsafe")
-    return out
-
-
 def to_png16(depth: np.ndarray) -> np.ndarray:
     """The official 16-bit depth PNG pixels (``write_depth(bits=2)``)."""
-    return _normalized(_check_depth(depth), bits=2)
+    return normalize_minmax(_check_depth(depth), bits=2)
 
 
 def _pfm_bytes(depth: np.ndarray) -> bytes:
@@ -207,7 +175,7 @@ def encode_outputs(
     if "side" in wanted and image_rgb is None:
         raise ValueError('the "side" output needs the input image')
     # Computed at most once, and only when a format needs it.
-    gray8 = functools.cache(lambda: _normalized(depth, bits=1))
+    gray8 = functools.cache(lambda: normalize_minmax(depth, bits=1))
     encoded: dict[str, bytes] = {}
     for fmt in wanted:
         if fmt == "color":

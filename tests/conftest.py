@@ -66,7 +66,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def converted_onnx(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The synthetic checkpoint converted by our converter (dynamic H, W)."""
     from depthlite.models.convert import convert_checkpoint
-    from depthlite.specs import get_spec
+    from depthlite.zoo import get_card as get_spec
 
     out = tmp_path_factory.mktemp("onnx") / "converted.onnx"
     return convert_checkpoint(checkpoint, out, get_spec(MODEL))
@@ -84,19 +84,19 @@ def official_style_onnx(checkpoint: Path, tmp_path_factory: pytest.TempPathFacto
     import torch
 
     from depthlite.models.checkpoint import load_state_dict
-    from depthlite.models.midas_small import build_model
-    from depthlite.specs import get_spec
+    from depthlite.zoo import get_card
+    from depthlite.zoo.architectures import build_network
 
-    spec = get_spec(MODEL)
-    net = build_model(spec.architecture, load_state_dict(checkpoint))
+    card = get_card(MODEL)
+    net = build_network(card, load_state_dict(checkpoint))
     net.set_static_padding(True)
 
     class WithNormalisation(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.net = net
-            self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1))
-            self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1))
+            self.register_buffer("mean", torch.tensor(card.preprocess.mean).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor(card.preprocess.std).view(1, 3, 1, 1))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.net((x - self.mean) / self.std)

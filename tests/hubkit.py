@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from depthlite import pins
-from depthlite.specs import Artifact, ModelSpec, get_spec
+from depthlite.zoo import Artifact, ModelCard, Source, get_card
 from httpserver import Route
 
 OFFICIAL = "https://github.com/isl-org/MiDaS/releases/download"
@@ -49,12 +49,13 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _artifact(url: str, name: str = "model-small-test.pt", **hashes: str) -> Artifact:
-    return Artifact(filename=name, url=url, kind="checkpoint", **hashes)
+    fmt = ".onnx" if name.endswith(".onnx") else ".pt"
+    return Artifact(filename=name, format=fmt, sources=(Source(url=url),), **hashes)  # type: ignore[arg-type]
 
 
-def _spec(*checkpoints: Artifact, onnx: Artifact | None = None) -> ModelSpec:
+def _spec(*checkpoints: Artifact, onnx: Artifact | None = None) -> ModelCard:
     return dataclasses.replace(
-        get_spec("midas_v21_small_256"), checkpoints=checkpoints, official_onnx=onnx
+        get_card("midas_v21_small_256"), checkpoints=checkpoints, official_onnx=onnx
     )
 
 

@@ -13,8 +13,8 @@ from conftest import DATA, MODEL, TOLERANCE, rel_error
 from depthlite.errors import ConversionError
 from depthlite.models import convert
 from depthlite.models.checkpoint import load_state_dict
-from depthlite.models.midas_small import build_model
-from depthlite.specs import get_spec
+from depthlite.zoo import get_card as get_spec
+from depthlite.zoo.architectures import build_network
 
 
 def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
@@ -39,7 +39,7 @@ def test_converted_model_matches_the_pipeline_reference(
 def test_converted_model_has_dynamic_height_and_width(
     converted_onnx: Path, checkpoint: Path, height: int, width: int
 ) -> None:
-    model = build_model("midas_small", load_state_dict(checkpoint))
+    model = build_network(get_spec(MODEL), load_state_dict(checkpoint))
     x = np.random.default_rng(height).uniform(-2, 2, (1, 3, height, width)).astype(np.float32)
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
@@ -58,16 +58,14 @@ def test_converted_model_records_its_input_layout(converted_onnx: Path) -> None:
 def test_disagreement_aborts_and_caches_nothing(
     checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_export = convert._export
+    real_export = convert.export_network
 
-    def broken_export(model: torch.nn.Module, path: Path) -> None:
+    def broken_export(model: torch.nn.Module, arch: object, path: Path) -> None:
         with torch.no_grad():  # an export that drifted from the torch model
             model.scratch.output_conv[4].bias.add_(1.0)
-        real_export(model, path)
-        with torch.no_grad():
-            model.scratch.output_conv[4].bias.sub_(1.0)
+        real_export(model, arch, path)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(convert, "_export", broken_export)
+    monkeypatch.setattr(convert, "export_network", broken_export)
     target = tmp_path / "out.onnx"
     with pytest.raises(ConversionError, match="disagrees with the torch model"):
         convert.convert_checkpoint(checkpoint, target, get_spec(MODEL))

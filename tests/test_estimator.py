@@ -152,7 +152,7 @@ def test_bad_options_are_typed_errors() -> None:
 
 
 def test_alias_names_resolve() -> None:
-    assert DepthEstimator("MiDaS_small").spec.name == MODEL
+    assert DepthEstimator("MiDaS_small").card.name == MODEL
 
 
 def test_missing_weights_file_is_named(tmp_path: Path) -> None:
@@ -172,9 +172,9 @@ def test_offline_without_cache_explains_what_to_do() -> None:
 def test_checkpoint_without_torch_is_a_clear_error(
     checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from depthlite import modelfiles
+    from depthlite.zoo import resolver
 
-    monkeypatch.setattr(modelfiles, "torch_available", lambda: False)
+    monkeypatch.setattr(resolver, "torch_available", lambda: False)
     with pytest.raises(BackendUnavailableError, match=r"depthlite\[torch\]"):
         DepthEstimator(weights=checkpoint).load()
 
@@ -182,38 +182,37 @@ def test_checkpoint_without_torch_is_a_clear_error(
 def test_optimised_model_is_cached_per_machine_and_changes_nothing(
     converted_onnx: Path, official_style_onnx: Path
 ) -> None:
-    from depthlite.runtime.onnx import optimized_model_path
-
     for weights in (converted_onnx, official_style_onnx):
-        cached = optimized_model_path(weights)
-        assert not cached.exists()
         first = DepthEstimator(weights=weights)
         img = test_image(7, 100, 180)
         expected = first.predict(img)
-        assert cached.is_file()
+        cached = first.model_file.path
+        assert first.model_file.preoptimized and cached != weights and cached.is_file()
+        assert first.model_file.steps[-1].endswith("(made now)")
         again = DepthEstimator(weights=weights)  # loads the optimised file, no re-optimising
         got = again.predict(img)
+        assert again.model_file.path == cached
+        assert again.model_file.steps[-1].endswith("(cached)")
         np.testing.assert_array_equal(got.depth, expected.depth)
         assert again.load().model_format == first.load().model_format
-        assert list(cached.parent.glob("*.part*")) == []
+        assert list(cached.parent.parent.glob("*.part")) == []
 
 
 def test_damaged_optimised_model_is_rebuilt(converted_onnx: Path) -> None:
-    from depthlite.runtime.onnx import optimized_model_path
-
-    cached = optimized_model_path(converted_onnx)
-    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached = DepthEstimator(weights=converted_onnx).model_file.path
+    size = cached.stat().st_size
     cached.write_bytes(b"garbage")
-    result = DepthEstimator(weights=converted_onnx).predict(test_image(8, 64, 64))
+    est = DepthEstimator(weights=converted_onnx)
+    result = est.predict(test_image(8, 64, 64))
     assert result.depth.shape == (64, 64)
-    assert cached.stat().st_size > 1_000_000
+    assert est.model_file.path == cached and cached.stat().st_size == size
 
 
 def test_int8_sessions_use_the_shared_exact_arena_and_compute_the_same(
     converted_onnx: Path,
 ) -> None:
     from depthlite.runtime.onnx import OnnxRuntimeBackend, _session_options
-    from depthlite.specs import get_spec
+    from depthlite.zoo import get_card as get_spec
 
     opts = _session_options(1, preoptimized=True, exact_arena=True)
     assert opts.get_session_config_entry("session.use_env_allocators") == "1"

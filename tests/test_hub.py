@@ -51,7 +51,6 @@ def test_public_api_is_importable_from_hub() -> None:
         "resolve_official_onnx",
         "cached_checkpoint",
         "cache_status",
-        "derived_cache_status",
         "CachedFile",
     ):
         assert name in hub.__all__

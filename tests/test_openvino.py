@@ -54,7 +54,7 @@ def test_many_shapes_and_threads(converted_onnx: Path) -> None:
 
 def test_int8_agrees_with_fp32(converted_onnx: Path, tmp_path: Path) -> None:
     from depthlite.models import quantize
-    from depthlite.specs import get_spec
+    from depthlite.zoo import get_card as get_spec
 
     int8 = quantize.quantize_model(
         converted_onnx, tmp_path / "m-int8.onnx", get_spec("midas_v21_small_256"),

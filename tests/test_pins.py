@@ -17,7 +17,7 @@ from depthlite.errors import (
     HashMismatchError,
     InputNotFoundError,
 )
-from depthlite.specs import Artifact, get_spec
+from depthlite.zoo import get_card as get_spec
 from httpserver import Server
 from hubkit import (
     DIGEST,
@@ -137,7 +137,7 @@ def test_hand_placed_official_onnx_is_accepted_and_pinned(monkeypatch: pytest.Mo
 
 def test_resolve_official_onnx(server: Server) -> None:
     server.routes["/m.onnx"] = route(body=b"onnx bytes")
-    onnx = Artifact(filename="m.onnx", url=f"{server.url}/m.onnx", kind="onnx")
+    onnx = _artifact(f"{server.url}/m.onnx", name="m.onnx")
     spec = _spec(_artifact(f"{server.url}/a.pt", name="a.pt"), onnx=onnx)
     path = hub.resolve_official_onnx(spec, progress=False)
     assert path.read_bytes() == b"onnx bytes"
@@ -186,31 +186,15 @@ def test_pinned_checkpoint_sha256_of_an_unpinned_file_is_none() -> None:
 
 def test_cache_status(server: Server) -> None:
     server.routes["/a.pt"] = route()
-    onnx = Artifact(filename="m.onnx", url=f"{server.url}/m.onnx", kind="onnx")
+    onnx = _artifact(f"{server.url}/m.onnx", name="m.onnx")
     spec = _spec(
         _artifact(f"{server.url}/a.pt", name="a.pt"),
         _artifact(f"{server.url}/b.pt", name="b.pt"),
         onnx=onnx,
     )
     hub.resolve_checkpoint(spec, progress=False)
-    converted = hub.model_dir(spec) / "converted"
-    converted.mkdir()
-    (converted / "model.onnx").write_bytes(b"12345")
-    (converted / "model.onnx.abc.part").write_bytes(b"1")
-    (converted / "model.onnx.def.part.onnx").write_bytes(b"1")  # atomic_path(suffix=".onnx")
-    quantized = hub.model_dir(spec) / "quantized"
-    quantized.mkdir()
-    (quantized / "model-int8-default.onnx").write_bytes(b"123")
-    (quantized / "model-int8-default.onnx.xyz.part.onnx").write_bytes(b"1")
-    (quantized / "model-int8-default.onnx.sha256").write_text(f"{DIGEST}  x\n")
     status = {entry.name: entry for entry in hub.cache_status(spec)}
-    assert list(status) == [
-        "a.pt",
-        "b.pt",
-        "m.onnx",
-        "converted/model.onnx",
-        "quantized/model-int8-default.onnx",
-    ]
+    assert list(status) == ["a.pt", "b.pt", "m.onnx"]
     assert status["a.pt"] == hub.CachedFile(
         name="a.pt",
         path=hub.model_dir(spec) / "a.pt",
@@ -220,49 +204,3 @@ def test_cache_status(server: Server) -> None:
     )
     assert (status["b.pt"].size, status["b.pt"].sha256) == (None, None)
     assert (status["m.onnx"].kind, status["m.onnx"].size) == ("onnx", None)
-    assert (status["converted/model.onnx"].size, status["converted/model.onnx"].kind) == (
-        5,
-        "converted",
-    )
-    assert status["quantized/model-int8-default.onnx"] == hub.CachedFile(
-        name="quantized/model-int8-default.onnx",
-        path=quantized / "model-int8-default.onnx",
-        size=3,
-        sha256=DIGEST,
-        kind="quantized",
-    )
-
-
-def test_cache_status_without_derived_folders() -> None:
-    spec = _spec(_artifact("http://unused.invalid/a.pt", name="a.pt"))
-    assert [entry.name for entry in hub.cache_status(spec)] == ["a.pt"]
-    assert hub.derived_cache_status() == []
-
-
-def test_derived_cache_status_lists_optimized_graphs(home: Path) -> None:
-    optimized = home / "optimized"
-    optimized.mkdir(parents=True)
-    (optimized / "model-small-0123456789abcdef.onnx").write_bytes(b"1234")
-    (optimized / "converted-fedcba9876543210.onnx").write_bytes(b"12")
-    (optimized / "model-small-0123456789abcdefk2j3.part.onnx").write_bytes(b"1")  # in progress
-    (optimized / "converted-fedcba9876543210.onnx.sha256").write_text(f"{DIGEST}  x\n")
-    (optimized / "subdir").mkdir()
-    assert hub.derived_cache_status() == [
-        hub.CachedFile(
-            name="optimized/converted-fedcba9876543210.onnx",
-            path=optimized / "converted-fedcba9876543210.onnx",
-            size=2,
-            sha256=DIGEST,
-            kind="optimized",
-        ),
-        hub.CachedFile(
-            name="optimized/model-small-0123456789abcdef.onnx",
-            path=optimized / "model-small-0123456789abcdef.onnx",
-            size=4,
-            sha256=None,
-            kind="optimized",
-        ),
-    ]
-    # Per machine, not per model: no model's listing shows them.
-    spec = _spec(_artifact("http://unused.invalid/a.pt", name="a.pt"))
-    assert all(entry.kind != "optimized" for entry in hub.cache_status(spec))

@@ -3,6 +3,8 @@ weights are synthetic, so the agreement figures of real weights are not expected
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ from conftest import MODEL, test_image
 from depthlite import DepthEstimator
 from depthlite.cli.main import main
 from depthlite.models import quantize
-from depthlite.specs import get_spec
+from depthlite.zoo import get_card as get_spec
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +68,8 @@ def test_precision_int8_quantizes_once_and_caches_by_source(
     first = DepthEstimator(weights=converted_onnx, precision="int8")
     path = first.model_file.path
     assert first.model_file.origin == "quantized"
-    assert "-int8-default" in path.name and path.stat().st_mode & 0o777 == 0o644
+    assert first.model_file.steps[-2] == f"quantize_int8 {MODEL}-int8.onnx (made now)"
+    assert path.stat().st_mode & 0o777 == 0o644
     stamp = path.stat().st_mtime_ns
     second = DepthEstimator(weights=converted_onnx, precision="int8")
     assert second.model_file.path == path
@@ -107,7 +110,10 @@ def test_quantize_command_prints_the_cached_path(
     code = main(["quantize", "--weights", str(converted_onnx), "--calibration", str(folder), "-q"])
     out = capsys.readouterr().out.strip()
     assert code == 0
-    assert Path(out).is_file() and out.endswith(f"-int8-{quantize.calibration_id(folder)}.onnx")
+    assert Path(out).is_file()
+    manifest = json.loads((Path(out).parent / "manifest.json").read_text())
+    assert manifest["recipe"] == "quantize_int8"
+    assert manifest["params"]["calibration"] == quantize.calibration_id(folder)
 
 
 def test_torch_backend_offers_no_int8() -> None:

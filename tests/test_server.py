@@ -308,10 +308,17 @@ def test_models_describes_the_loaded_model(client: TestClient) -> None:
         "size": 256,
         "multiple_of": 32,
         "resize": "keep_aspect",
+        "rule": "upper_bound",
         "mean": [0.485, 0.456, 0.406],
         "std": [0.229, 0.224, 0.225],
     }
-    assert model["model_file"] == {"name": "converted.onnx", "origin": "user"}
+    assert model["model_file"]["origin"] == "user"
+    assert model["model_file"]["steps"][0].startswith("user file")
+    assert (model["licence"]["spdx"], model["kind"], model["default"]) == (
+        "MIT",
+        "relative_inverse_depth",
+        True,
+    )
     assert body["formats"] == list(API_FORMATS)
     assert body["colormaps"] == sorted(COLORMAPS)
     assert (body["max_body_bytes"], body["max_pixels"]) == (MAX_BODY, MAX_PIXELS)

@@ -13,9 +13,9 @@ pytest.importorskip("fastapi")
 
 from depthlite.cli.main import main
 from depthlite.errors import InvalidOptionError
+from depthlite.options import DEFAULT_BACKEND, DEFAULT_PRECISION
 from depthlite.server import Settings, app_from_env, load_settings
 from depthlite.server.logs import JsonFormatter
-from depthlite.specs import DEFAULT_BACKEND, DEFAULT_PRECISION
 
 
 def test_defaults_come_from_the_library_tables() -> None:
@@ -44,7 +44,9 @@ def test_environment_overrides_and_flags_override_the_environment(
 
 
 def test_model_aliases_become_the_canonical_name() -> None:
-    assert Settings(model="midas_small").model == "midas_v21_small_256"
+    assert Settings(models="midas_small").model == "midas_v21_small_256"
+    both = Settings(models="dpt_hybrid, midas_small,dpt_hybrid_384")
+    assert both.models == ("dpt_hybrid_384", "midas_v21_small_256")
 
 
 @pytest.mark.parametrize(
@@ -58,7 +60,7 @@ def test_model_aliases_become_the_canonical_name() -> None:
         ({"precision": "fp64"}, "invalid precision 'fp64'"),
         ({"backend": "torch", "precision": "int8"}, "backend 'torch' does not run precision"),
         ({"resize": "stretch"}, "invalid resize 'stretch'"),
-        ({"model": "midas_large"}, "unknown model 'midas_large'"),
+        ({"models": "midas_huge"}, "unknown model 'midas_huge'"),
         ({"log_format": "xml"}, "log_format"),
     ],
 )

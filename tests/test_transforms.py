@@ -8,8 +8,8 @@ import pytest
 
 from conftest import MODEL, TOLERANCE, rel_error, test_image
 from depthlite.errors import InvalidOptionError
-from depthlite.specs import get_spec
 from depthlite.transforms import InputPolicy, network_size, postprocess, preprocess
+from depthlite.zoo import get_card as get_spec
 
 SPEC = get_spec(MODEL)
 
@@ -28,7 +28,7 @@ def official_size(height: int, width: int) -> tuple[int, int]:
 def test_preprocess_is_bit_exact_with_the_hub_transform(
     pipeline_reference: dict[str, np.ndarray],
 ) -> None:
-    x = preprocess(test_image(10, 480, 640), InputPolicy.for_spec(SPEC, "keep_aspect"))
+    x = preprocess(test_image(10, 480, 640), InputPolicy.for_card(SPEC, "keep_aspect"))
     assert x.dtype == np.float32
     assert np.array_equal(x, pipeline_reference["network_input"])
 
@@ -69,7 +69,7 @@ def test_keep_aspect_rule_matches_the_original_over_many_sizes() -> None:
 
 def test_square_mode() -> None:
     assert network_size(1080, 1920, 256, 32, "square") == (256, 256)
-    policy = InputPolicy.for_spec(SPEC, "square", normalize=False)
+    policy = InputPolicy.for_card(SPEC, "square", normalize=False)
     img = test_image(3, 100, 300)
     x = preprocess(img, policy)
     # The official run_onnx.py input: RGB / 255, cubic to 256x256, no normalisation.
@@ -80,13 +80,13 @@ def test_square_mode() -> None:
 def test_sixteen_bit_input_scales_like_eight_bit() -> None:
     img8 = test_image(4, 64, 96)
     img16 = img8.astype(np.uint16) * 257  # 255 -> 65535 exactly
-    policy = InputPolicy.for_spec(SPEC, "keep_aspect")
+    policy = InputPolicy.for_card(SPEC, "keep_aspect")
     np.testing.assert_allclose(preprocess(img16, policy), preprocess(img8, policy), atol=1e-6)
 
 
 def test_unknown_resize_mode_lists_the_choices() -> None:
     with pytest.raises(InvalidOptionError, match="keep_aspect, square"):
-        InputPolicy.for_spec(SPEC, "stretch")
+        InputPolicy.for_card(SPEC, "stretch")
 
 
 def test_postprocess_keeps_same_size_output() -> None:

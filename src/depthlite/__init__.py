@@ -1,8 +1,8 @@
-"""depthlite: CPU-first monocular depth estimation (MiDaS v2.1 small on ONNX Runtime).
+"""depthlite: CPU-first monocular depth estimation (the MiDaS family and Depth Anything V2).
 
 >>> from depthlite import DepthEstimator
->>> result = DepthEstimator().predict("photo.jpg")
->>> result.depth.shape  # (H, W) float32 relative inverse depth
+>>> result = DepthEstimator("depth_anything_v2_small").predict("photo.jpg")
+>>> result.depth.shape, result.kind  # (H, W) float32, "relative_disparity"
 """
 
 from __future__ import annotations
@@ -12,17 +12,18 @@ import logging
 from depthlite._version import __version__
 from depthlite.errors import DepthliteError
 from depthlite.estimator import DepthEstimator, DepthResult
-from depthlite.specs import MODELS, ModelSpec, available_models, get_spec
+from depthlite.zoo import CARDS, DEFAULT_MODEL, ModelCard, available_models, get_card
 
 __all__ = [
-    "MODELS",
+    "CARDS",
+    "DEFAULT_MODEL",
     "DepthEstimator",
     "DepthResult",
     "DepthliteError",
-    "ModelSpec",
+    "ModelCard",
     "__version__",
     "available_models",
-    "get_spec",
+    "get_card",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

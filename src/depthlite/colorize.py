@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from depthlite.normalize import scale_levels
-from depthlite.specs import check_choice
+from depthlite.options import check_choice
 
 __all__ = [
     "COLORMAPS",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -13,21 +14,24 @@ from pathlib import Path
 import numpy as np
 
 from depthlite.colorize import DEFAULT_COLORMAP, colorize
-from depthlite.imageio import DEFAULT_MAX_PIXELS, ImageSource, load_image
-from depthlite.modelfiles import ModelFile, normalizes_inside, resolve_model_file
-from depthlite.runtime.base import Backend, load_backend_class
-from depthlite.specs import (
+from depthlite.errors import BackendUnavailableError
+from depthlite.imageio import DEFAULT_MAX_PIXELS, ImageSource, encode_outputs, load_image
+from depthlite.options import (
     BACKENDS,
     DEFAULT_BACKEND,
-    DEFAULT_MODEL,
     DEFAULT_PRECISION,
     DEFAULT_RESIZE,
     RESIZE_MODES,
     check_choice,
     check_precision,
-    get_spec,
 )
+from depthlite.runtime.base import Backend, load_backend_class
+from depthlite.runtime.metadata import check_fits, normalizes_inside
 from depthlite.transforms import InputPolicy, postprocess, preprocess
+from depthlite.zoo import DEFAULT_MODEL, get_card
+from depthlite.zoo.cards import ModelCard
+from depthlite.zoo.derive import discard
+from depthlite.zoo.resolver import ResolvedFile, resolve
 
 __all__ = ["DepthEstimator", "DepthResult"]
 
@@ -38,9 +42,11 @@ logger = logging.getLogger(__name__)
 class DepthResult:
     """One prediction.
 
-    ``depth`` is relative inverse depth (larger is nearer) at the input resolution;
-    ``network_output`` is the raw output at network resolution; ``timings`` are milliseconds
-    per stage (decode, preprocess, inference, postprocess).
+    ``depth`` is the model's output at the input resolution: relative inverse depth (MiDaS),
+    relative disparity (Depth Anything V2), both larger when nearer, or metric depth in metres
+    (larger when farther), as ``kind`` and ``unit`` say. ``network_output`` is the raw output at
+    network resolution; ``timings`` are milliseconds per stage (decode, preprocess, inference,
+    postprocess).
     """
 
     depth: np.ndarray
@@ -50,10 +56,29 @@ class DepthResult:
     model: str
     backend: str
     resize: str
+    kind: str = "relative_inverse_depth"
+    unit: str | None = None
+
+    @property
+    def near_is_larger(self) -> bool:
+        return self.kind != "metric_depth"
+
+    @property
+    def display_depth(self) -> np.ndarray:
+        """The depth with near values larger, for colour maps and 8/16-bit images."""
+        return self.depth if self.near_is_larger else np.negative(self.depth)
 
     def colorize(self, colormap: str = DEFAULT_COLORMAP) -> np.ndarray:
-        """The depth as an 8-bit RGB heat map (official min/max scaling)."""
-        return colorize(self.depth, colormap)
+        """The depth as an 8-bit RGB heat map, near is bright (official min/max scaling)."""
+        return colorize(self.display_depth, colormap)
+
+    def encode(
+        self, formats: list[str] | tuple[str, ...], colormap: str = DEFAULT_COLORMAP
+    ) -> dict[str, bytes]:
+        """The bytes of each output format (see :func:`depthlite.imageio.encode_outputs`)."""
+        return encode_outputs(
+            self.depth, self.image, formats, colormap, near_is_larger=self.near_is_larger
+        )
 
 
 @contextmanager
@@ -79,16 +104,19 @@ class DepthEstimator:
         precision: str = DEFAULT_PRECISION,
         *,
         resize: str = DEFAULT_RESIZE,
+        input_size: int | None = None,
         threads: int | None = None,
         weights: str | Path | None = None,
         offline: bool | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         progress: bool = True,
     ) -> None:
-        self.spec = get_spec(model)
+        self.card: ModelCard = get_card(model)
         self.backend_name = check_choice("backend", backend, BACKENDS)
         self.precision = check_precision(self.backend_name, precision)
         self.resize = check_choice("resize", resize, RESIZE_MODES)
+        self.input_size = input_size
+        InputPolicy.for_card(self.card, self.resize, size=input_size)  # validate it now
         self.threads = threads
         self.weights = weights
         self.offline = offline
@@ -96,7 +124,7 @@ class DepthEstimator:
         self.progress = progress
         self._lock = threading.Lock()
         self._backend: Backend | None = None
-        self._model_file: ModelFile | None = None
+        self._model_file: ResolvedFile | None = None
 
     @classmethod
     def from_options(cls, options: object, *, progress: bool = True) -> DepthEstimator:
@@ -110,6 +138,7 @@ class DepthEstimator:
             getattr(options, "backend", DEFAULT_BACKEND),
             getattr(options, "precision", DEFAULT_PRECISION),
             resize=getattr(options, "resize", DEFAULT_RESIZE),
+            input_size=getattr(options, "input_size", None),
             threads=getattr(options, "threads", None),
             weights=getattr(options, "weights", None),
             offline=getattr(options, "offline", None),
@@ -119,12 +148,12 @@ class DepthEstimator:
 
     def __repr__(self) -> str:
         return (
-            f"DepthEstimator(model={self.spec.name!r}, backend={self.backend_name!r}, "
+            f"DepthEstimator(model={self.card.name!r}, backend={self.backend_name!r}, "
             f"precision={self.precision!r}, resize={self.resize!r})"
         )
 
     @property
-    def model_file(self) -> ModelFile:
+    def model_file(self) -> ResolvedFile:
         """The file the session was loaded from (loads the model if needed)."""
         self.load()
         assert self._model_file is not None
@@ -137,18 +166,42 @@ class DepthEstimator:
             return backend
         with self._lock:
             if self._backend is None:
-                cls = load_backend_class(self.backend_name)
-                self._model_file = resolve_model_file(
-                    self.spec,
-                    self.backend_name,
-                    self.precision,
-                    weights=self.weights,
-                    offline=self.offline,
-                    progress=self.progress,
+                resolved, backend = self._open()
+                fmt = backend.model_format
+                check_fits(
+                    self.card, dict(fmt.metadata), fmt.fixed_size, fmt.channels, str(resolved.path)
                 )
-                self._backend = cls(self._model_file.path, self.spec, self.threads, self.precision)
-                logger.info("loaded %s from %s", self, self._model_file.path)
+                self._model_file, self._backend = resolved, backend
+                logger.info("loaded %s from %s", self, resolved.path)
+                _licence_notice(self.card)
             return self._backend
+
+    def _open(self) -> tuple[ResolvedFile, Backend]:
+        cls = load_backend_class(self.backend_name)
+        for attempt in range(2):
+            resolved = resolve(
+                self.card,
+                self.backend_name,
+                self.precision,
+                weights=self.weights,
+                offline=self.offline,
+                progress=self.progress,
+            )
+            try:
+                return resolved, cls(
+                    resolved.path,
+                    self.card,
+                    self.threads,
+                    self.precision,
+                    preoptimized=resolved.preoptimized,
+                )
+            except BackendUnavailableError:
+                # A damaged file the resolver made (say, a crash mid-write on another
+                # machine's shared cache) is made again once; a user's file is never touched.
+                if attempt or not resolved.preoptimized:
+                    raise
+                discard(resolved.path)
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         """Free the session; a later ``predict`` loads it again."""
@@ -165,10 +218,17 @@ class DepthEstimator:
             logger.debug("%s takes a fixed square input: using resize=square", self.model_file.path)
             mode = "square"
         file = self.model_file
-        inside = normalizes_inside(
-            self.spec, fmt, file.path, official=file.origin == "official-onnx"
-        )
-        return InputPolicy.for_spec(self.spec, mode, normalize=not inside)
+        inside = normalizes_inside(self.card, fmt, file.path, official=file.official)
+        size = None if fmt.fixed_size is not None else self.input_size
+        return InputPolicy.for_card(self.card, mode, normalize=not inside, size=size)
+
+    @property
+    def near_is_larger(self) -> bool:
+        return self.card.output.near_is_larger
+
+    def postprocess(self, network_output: np.ndarray, height: int, width: int) -> np.ndarray:
+        """The network output back at the image's size, by the card's upsampling rule."""
+        return postprocess(network_output, height, width, self.card.output.upsampling)
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         """Run the network on a preprocessed (1, 3, h, w) float32 tensor."""
@@ -190,13 +250,25 @@ class DepthEstimator:
         with _timed(timings, "inference"):
             out = self.infer(x)
         with _timed(timings, "postprocess"):
-            depth = postprocess(out, rgb.shape[0], rgb.shape[1])
+            depth = self.postprocess(out, rgb.shape[0], rgb.shape[1])
         return DepthResult(
             depth=depth,
             network_output=out[0],
             image=rgb,
             timings=timings,
-            model=self.spec.name,
+            model=self.card.name,
             backend=self.backend_name,
             resize=policy.resize,
+            kind=self.card.output.kind,
+            unit=self.card.output.unit,
         )
+
+
+@functools.cache
+def _licence_notice(card: ModelCard) -> None:
+    """Once per process and model: a non-commercial licence must not surprise anyone."""
+    if not card.licence.commercial:
+        logger.warning(
+            "%s is licensed %s: non-commercial use only (%s)",
+            card.name, card.licence.spdx, card.licence.url,
+        )  # fmt: skip

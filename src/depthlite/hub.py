@@ -2,8 +2,12 @@
 
 Layout: ``cache_dir()/models/<model>/<filename>``, a pin ``<filename>.sha256`` next to every
 verified file (see :mod:`depthlite.pins`: every load of a cached file hashes it in full against
-its pin), and ``converted/`` and ``quantized/`` for files other modules derive from the model.
-``cache_dir()/optimized/`` holds ONNX Runtime graphs optimised for this machine (any model).
+its pin). Files made from other files live under ``cache_dir()/derived/`` (see
+:mod:`depthlite.zoo.derive`).
+
+Sources: a URL (the MiDaS GitHub releases) or a Hugging Face repository file, fetched with
+``huggingface_hub.hf_hub_download`` into the same cache, with the same pins and offline errors
+(``HF_ENDPOINT`` points it at a mirror, as for every Hugging Face tool).
 
 Environment: ``DEPTHLITE_HOME`` is the cache root (default: the platform user cache directory).
 ``DEPTHLITE_OFFLINE=1`` (or true/yes/on) disables downloads; a missing file then raises
@@ -25,8 +29,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -43,7 +48,6 @@ from depthlite.errors import (
 )
 from depthlite.fsutil import atomic_path
 from depthlite.pins import (
-    PIN_SUFFIX,
     file_sha256,
     pinned_sha256,
     published_mismatch,
@@ -51,15 +55,15 @@ from depthlite.pins import (
     write_pin,
 )
 
-# The prefix lives in specs so no URL is restated here; it is what DEPTHLITE_MODEL_MIRROR replaces.
-from depthlite.specs import OFFICIAL_RELEASES, Artifact, ModelSpec
+# The prefix lives in the catalog so no URL is restated here; DEPTHLITE_MODEL_MIRROR replaces it.
+from depthlite.zoo.cards import Artifact, ModelCard, Source
+from depthlite.zoo.catalog import MIDAS_RELEASES
 
 __all__ = [
     "CachedFile",
     "cache_dir",
     "cache_status",
     "cached_checkpoint",
-    "derived_cache_status",
     "fetch",
     "file_sha256",
     "model_dir",
@@ -75,9 +79,6 @@ logger = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 _TIMEOUT = 30.0
 _TRUE = frozenset({"1", "true", "yes", "on"})
-# Temp files of atomic_path end in ``.part`` plus an optional extension (``x.onnx.ab12.part.onnx``);
-# runtime/onnx.py's optimised graphs use ``.part.onnx`` too. Neither is a cache entry yet.
-_TEMP_NAME = re.compile(r"\.part(\.[A-Za-z0-9]+)?$")
 _USER_AGENT = f"depthlite/{__version__}"
 
 
@@ -104,9 +105,9 @@ def cache_dir() -> Path:
     return root
 
 
-def model_dir(spec: ModelSpec) -> Path:
+def model_dir(card: ModelCard) -> Path:
     """Where one model's artifacts are cached."""
-    return cache_dir() / "models" / spec.name
+    return cache_dir() / "models" / card.name
 
 
 def offline_enabled(offline: bool | None = None) -> bool:
@@ -135,18 +136,17 @@ def fetch(
         return verify_cached(final, artifact)
     if offline_enabled(offline):
         raise OfflineError(_offline_message(artifact.filename, artifact, final, offline))
-    url = _mirrored(artifact.url)
-    try:
-        _download(url, final, artifact, progress=progress, timeout=timeout)
-    except _TransferError as exc:
+    tried = _download_any(artifact, final, progress=progress, timeout=timeout)
+    if tried:
         raise DownloadError(
-            f"{artifact.filename}: could not download {url}: {exc}. " + _guidance(artifact, final)
-        ) from exc
+            f"{artifact.filename}: could not download it; tried: {'; '.join(tried)}. "
+            + _guidance(artifact, final)
+        )
     return final
 
 
 def resolve_checkpoint(
-    spec: ModelSpec,
+    card: ModelCard,
     *,
     weights: str | Path | None = None,
     offline: bool | None = None,
@@ -155,17 +155,17 @@ def resolve_checkpoint(
 ) -> Path:
     """The checkpoint to load: ``weights`` as given, else a verified cached or downloaded file.
 
-    ``spec.checkpoints`` are alternative URLs of the same file; on a network or HTTP error the
+    ``card.checkpoints`` are alternative URLs of the same file; on a network or HTTP error the
     next one is tried. A hash mismatch is not retried elsewhere: it means wrong bytes, not an
     unreachable host.
     """
     return _resolve(
-        spec, spec.checkpoints, weights=weights, offline=offline, progress=progress, force=force
+        card, card.checkpoints, weights=weights, offline=offline, progress=progress, force=force
     )
 
 
 def resolve_official_onnx(
-    spec: ModelSpec,
+    card: ModelCard,
     *,
     weights: str | Path | None = None,
     offline: bool | None = None,
@@ -173,24 +173,24 @@ def resolve_official_onnx(
     force: bool = False,
 ) -> Path:
     """Like :func:`resolve_checkpoint`, for the model's official ONNX export."""
-    if spec.official_onnx is None and weights is None:
-        raise WeightsError(f"{spec.name}: no official ONNX export is published for this model")
-    artifacts = (spec.official_onnx,) if spec.official_onnx else ()
+    if card.official_onnx is None and weights is None:
+        raise WeightsError(f"{card.name}: no official ONNX export is published for this model")
+    artifacts = (card.official_onnx,) if card.official_onnx else ()
     return _resolve(
-        spec, artifacts, weights=weights, offline=offline, progress=progress, force=force
+        card, artifacts, weights=weights, offline=offline, progress=progress, force=force
     )
 
 
-def cached_checkpoint(spec: ModelSpec) -> Path | None:
+def cached_checkpoint(card: ModelCard) -> Path | None:
     """The first verified cached checkpoint, or None; never downloads.
 
     The file is hashed in full; one that no longer matches its pin raises
     :class:`HashMismatchError`.
     """
-    return _first_cached(model_dir(spec), spec.checkpoints)
+    return _first_cached(model_dir(card), card.checkpoints)
 
 
-def pinned_checkpoint_sha256(spec: ModelSpec) -> str | None:
+def pinned_checkpoint_sha256(card: ModelCard) -> str | None:
     """The pinned digest of the checkpoint :func:`cached_checkpoint` would return; no hashing.
 
     For finding files derived from the checkpoint and cached under its digest (a converted
@@ -198,8 +198,8 @@ def pinned_checkpoint_sha256(spec: ModelSpec) -> str | None:
     None when no checkpoint is cached or the cached one is not pinned yet (placed by hand and
     never loaded): :func:`cached_checkpoint` verifies and pins it.
     """
-    dest = model_dir(spec)
-    for artifact in spec.checkpoints:
+    dest = model_dir(card)
+    for artifact in card.checkpoints:
         path = dest / artifact.filename
         if path.is_file():
             return pinned_sha256(path)
@@ -214,41 +214,13 @@ def _first_cached(dest: Path, artifacts: tuple[Artifact, ...]) -> Path | None:
     return None
 
 
-def cache_status(spec: ModelSpec) -> list[CachedFile]:
-    """Every artifact of ``spec`` (present or not), then the files derived from it.
-
-    Derived files are those under ``converted/`` and ``quantized/`` (kinds "converted" and
-    "quantized"). Reads pins, never hashes: listing the cache must stay instant.
-    """
-    dest = model_dir(spec)
-    artifacts = [*spec.checkpoints, *([spec.official_onnx] if spec.official_onnx else [])]
-    files = [
-        _status(artifact.filename, dest / artifact.filename, artifact.kind)
-        for artifact in artifacts
-    ]
-    return files + _derived(dest, "converted") + _derived(dest, "quantized")
-
-
-def derived_cache_status() -> list[CachedFile]:
-    """The files under ``cache_dir()/optimized/`` (kind "optimized"), for any model.
-
-    ONNX Runtime graphs optimised for this machine; they are keyed by the source file's path,
-    not by a model, so they belong to no model's directory and :func:`cache_status` omits them.
-    """
-    return _derived(cache_dir(), "optimized")
-
-
-def _derived(root: Path, kind: str) -> list[CachedFile]:
-    """Files in ``root/kind`` (named ``kind/<file>``), without pins and unfinished temp files."""
-    folder = root / kind
-    if not folder.is_dir():
-        return []
+def cache_status(card: ModelCard) -> list[CachedFile]:
+    """Every artifact of ``card``, present or not. Reads pins, never hashes: listing the
+    cache must stay instant. Derived files are listed by :mod:`depthlite.zoo.derive`."""
+    dest = model_dir(card)
     return [
-        _status(f"{kind}/{path.name}", path, kind)
-        for path in sorted(folder.iterdir())
-        if path.is_file()
-        and not path.name.endswith(PIN_SUFFIX)
-        and not _TEMP_NAME.search(path.name)
+        _status(artifact.filename, dest / artifact.filename, artifact.kind)
+        for artifact in card.artifacts
     ]
 
 
@@ -262,7 +234,7 @@ def _status(name: str, path: Path, kind: str) -> CachedFile:
 
 
 def _resolve(
-    spec: ModelSpec,
+    card: ModelCard,
     artifacts: tuple[Artifact, ...],
     *,
     weights: str | Path | None,
@@ -272,26 +244,46 @@ def _resolve(
 ) -> Path:
     if weights is not None:
         return _user_weights(weights)
-    dest = model_dir(spec)
+    dest = model_dir(card)
     cached = None if force else _first_cached(dest, artifacts)
     if cached is not None:
         return cached
     first = artifacts[0]
     if offline_enabled(offline):
-        raise OfflineError(_offline_message(spec.name, first, dest / first.filename, offline))
+        raise OfflineError(_offline_message(card.name, first, dest / first.filename, offline))
     tried: list[str] = []
     for artifact in artifacts:
-        url = _mirrored(artifact.url)
-        try:
-            _download(url, dest / artifact.filename, artifact, progress=progress, timeout=_TIMEOUT)
+        failures = _download_any(artifact, dest / artifact.filename, progress=progress)
+        if not failures:
             return dest / artifact.filename
-        except _TransferError as exc:
-            logger.warning("download failed, %s: %s", url, exc)
-            tried.append(f"{url} ({exc})")
+        tried.extend(failures)
     raise DownloadError(
-        f"{spec.name}: could not download the weights; tried: {'; '.join(tried)}. "
+        f"{card.name}: could not download the weights; tried: {'; '.join(tried)}. "
         + _guidance(first, dest / first.filename)
     )
+
+
+def _download_any(
+    artifact: Artifact, final: Path, *, progress: bool, timeout: float = _TIMEOUT
+) -> list[str]:
+    """Try each source in turn; return the failures ("address (reason)"), empty on success.
+
+    A hash mismatch is raised, not retried elsewhere: it means wrong bytes, not an
+    unreachable host.
+    """
+    tried: list[str] = []
+    for source in artifact.sources:
+        address = _mirrored(source.address)
+        try:
+            if source.is_hf:
+                _download_hf(source, final, artifact, progress=progress, timeout=timeout)
+            else:
+                _download(address, final, artifact, progress=progress, timeout=timeout)
+            return []
+        except _TransferError as exc:
+            logger.warning("download failed, %s: %s", address, exc)
+            tried.append(f"{address} ({exc})")
+    return tried
 
 
 def _user_weights(weights: str | Path) -> Path:
@@ -304,8 +296,8 @@ def _user_weights(weights: str | Path) -> Path:
 
 def _mirrored(url: str) -> str:
     mirror = os.environ.get("DEPTHLITE_MODEL_MIRROR", "").strip()
-    if mirror and url.startswith(OFFICIAL_RELEASES + "/"):
-        return mirror.rstrip("/") + url[len(OFFICIAL_RELEASES) :]
+    if mirror and url.startswith(MIDAS_RELEASES + "/"):
+        return mirror.rstrip("/") + url[len(MIDAS_RELEASES) :]
     return url
 
 
@@ -330,16 +322,65 @@ def _download(url: str, final: Path, artifact: Artifact, *, progress: bool, time
         # On disk before the rename: a power cut must not leave an empty file under the name.
         out.flush()
         os.fsync(out.fileno())
-        expected = published_mismatch(digest, artifact)
-        if expected is not None:
-            raise HashMismatchError(
-                f"{final.name} downloaded from {url}: SHA-256 mismatch: expected {expected}, "
-                f"got {digest}; the file was discarded"
-            )
+        _check_published(digest, artifact, final, url)
+    _pin_downloaded(final, digest)
+
+
+def _check_published(digest: str, artifact: Artifact, final: Path, address: str) -> None:
+    expected = published_mismatch(digest, artifact)
+    if expected is not None:
+        raise HashMismatchError(
+            f"{final.name} downloaded from {address}: SHA-256 mismatch: expected {expected}, "
+            f"got {digest}; the file was discarded"
+        )
+
+
+def _pin_downloaded(final: Path, digest: str) -> None:
     # Pin after the rename: a crash in between leaves an unpinned file, which the next load
     # verifies and pins; pinning first could leave a pin describing a file that never arrived.
     write_pin(final, digest)
     logger.info("saved %s (sha256 %s)", final, digest)
+
+
+def _download_hf(
+    source: Source, final: Path, artifact: Artifact, *, progress: bool, timeout: float
+) -> None:
+    """One Hugging Face file via ``hf_hub_download``, verified and renamed like any download.
+
+    It downloads into a private folder next to the target (``local_dir``: no second copy in
+    the Hugging Face cache), so the same hash check, atomic rename and pin apply.
+    """
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+    except ImportError as exc:
+        raise _TransferError(
+            "huggingface_hub is not installed: pip install huggingface_hub"
+        ) from exc
+    final.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("downloading %s to %s", source.address, final)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
+    (enable_progress_bars if progress else disable_progress_bars)()
+    try:
+        try:
+            got = hf_hub_download(
+                str(source.hf_repo), str(source.hf_filename), revision=source.hf_revision,
+                local_dir=staging, endpoint=os.environ.get("HF_ENDPOINT") or None,
+                etag_timeout=timeout, library_name="depthlite", library_version=__version__,
+            )  # fmt: skip
+        except Exception as exc:  # HTTP, network and hub errors, each with its own type
+            raise _TransferError(_hf_reason(exc)) from exc
+        digest = file_sha256(Path(str(got)))
+        _check_published(digest, artifact, final, source.address)
+        os.replace(str(got), final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _pin_downloaded(final, digest)
+
+
+def _hf_reason(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def _stream(url: str, out: IO[bytes], label: str, *, progress: bool, timeout: float) -> str:

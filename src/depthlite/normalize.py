@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from depthlite.errors import InvalidOptionError
-from depthlite.specs import check_choice
+from depthlite.options import check_choice
 
 __all__ = [
     "DEFAULT_PERCENTILES",

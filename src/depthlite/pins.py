@@ -22,7 +22,7 @@ from typing import NoReturn
 
 from depthlite.errors import HashMismatchError
 from depthlite.fsutil import atomic_path
-from depthlite.specs import Artifact
+from depthlite.zoo.cards import Artifact
 
 __all__ = [
     "PIN_SUFFIX",

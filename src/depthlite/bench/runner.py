@@ -20,8 +20,11 @@ import numpy as np
 
 from depthlite.bench.worker import WorkerConfig
 from depthlite.errors import BackendUnavailableError
+from depthlite.options import BACKEND_PRECISIONS, RESIZE_MODES
 from depthlite.runtime.base import default_threads
-from depthlite.specs import BACKEND_PRECISIONS, RESIZE_MODES, get_spec
+from depthlite.transforms import network_size
+from depthlite.zoo import DEFAULT_MODEL, get_card
+from depthlite.zoo.cards import ModelCard
 
 __all__ = ["BenchOptions", "natural_looking_image", "run_bench"]
 
@@ -51,7 +54,7 @@ class BenchOptions:
     resizes: Sequence[str] = RESIZE_MODES
     repeats: int = 30
     threads: int = field(default_factory=default_threads)
-    model: str = "midas_v21_small_256"
+    model: str = DEFAULT_MODEL
     weights: Path | None = None  # a .pt checkpoint; None: the cached/downloaded official one
     synthetic: bool = False
     offline: bool | None = None
@@ -66,25 +69,35 @@ def natural_looking_image(height: int, width: int) -> np.ndarray:
     return np.clip((0.7 * base + 0.3 * noise) * 255, 0, 255).astype(np.uint8)
 
 
+def baseline_input(card: ModelCard) -> tuple[int, int]:
+    """The original code's usual network input: its square size for MiDaS (the seed's 256x256
+    for small), and a 640x480 photo's keep-aspect input for Depth Anything (518x686)."""
+    pre = card.preprocess
+    if pre.resize_rule == "lower_bound":
+        return network_size(480, 640, pre.size, pre.multiple_of, "keep_aspect", rule="lower_bound")
+    return pre.size, pre.size
+
+
 def _checkpoint(opts: BenchOptions, work: Path) -> Path:
     from depthlite import hub
 
     if opts.synthetic:
         from depthlite.models.synthetic import synthetic_checkpoint
 
-        return synthetic_checkpoint(work / "synthetic_midas_v21_small_256.pt")
-    return hub.resolve_checkpoint(get_spec(opts.model), weights=opts.weights, offline=opts.offline)
+        card = get_card(opts.model)
+        return synthetic_checkpoint(work / f"synthetic_{card.name}.pt", card.name)
+    return hub.resolve_checkpoint(get_card(opts.model), weights=opts.weights, offline=opts.offline)
 
 
 def _model_files(opts: BenchOptions, checkpoint: Path) -> dict[str, Path]:
     """precision -> file, made (converted, quantized) before anything is timed."""
-    from depthlite.modelfiles import ensure_converted, ensure_quantized
+    from depthlite.zoo.resolver import ensure_converted, ensure_quantized
 
-    spec = get_spec(opts.model)
-    fp32 = ensure_converted(spec, checkpoint)
+    card = get_card(opts.model)
+    fp32, _ = ensure_converted(card, checkpoint)
     files = {"fp32": fp32, "bf16": fp32, "checkpoint": checkpoint}
     if "int8" in opts.precisions:
-        files["int8"] = ensure_quantized(spec, fp32)
+        files["int8"], _ = ensure_quantized(card, fp32)
     return files
 
 
@@ -127,7 +140,8 @@ def _cli_run(args: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 def _cold_start(cfg: WorkerConfig, env: dict[str, str], out: Path) -> dict[str, float]:
     args = [
-        "predict", cfg.image, "--weights", cfg.weights, "--backend", cfg.backend,
+        "predict", cfg.image, "--model", cfg.model, "--weights", cfg.weights,
+        "--backend", cfg.backend,
         "--precision", cfg.precision, "--resize", cfg.resize, "--threads", str(cfg.threads),
         "-o", str(out), "-q",
     ]  # fmt: skip
@@ -145,16 +159,20 @@ def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     import onnxruntime
 
-    model = platform.processor()
+    cpu = platform.processor()
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            model = next(
-                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model
-            )
+            lines = f.readlines()
+        cpu = next(
+            (ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), cpu
+        )
+        flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), [])
     except OSError:
-        pass
+        flags = []
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
     return {
-        "cpu": model,
+        "cpu": cpu,
+        "cpu_flags": [flag for flag in wanted if flag in flags],
         "logical_cpus": os.cpu_count(),
         "python": platform.python_version(),
         "onnxruntime": onnxruntime.__version__,
@@ -172,6 +190,8 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = logger.info)
         files = _model_files(opts, _checkpoint(opts, work))
         env = {**os.environ, "DEPTHLITE_HOME": os.environ.get("DEPTHLITE_HOME", str(work / "home"))}
         callers = max(2, opts.threads)
+        card = get_card(opts.model)
+        base_input = baseline_input(card)
 
         def config(
             backend: str, precision: str, resize: str, baseline: bool = False
@@ -180,9 +200,10 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = logger.info)
             reference = str(files["fp32"]) if precision != "fp32" else None
             return WorkerConfig(backend, precision, resize, str(weights), str(photo),
                                 opts.threads, opts.repeats, callers, baseline,
-                                reference)  # fmt: skip
+                                reference, card.name, base_input)  # fmt: skip
 
-        progress("baseline: torch eager, no_grad, 256x256 (the seed's way)")
+        size = "x".join(map(str, base_input))
+        progress(f"{card.name} baseline: torch eager, no_grad, {size} (the original code's way)")
         baseline = [_run_worker(config("torch", "fp32", "square", True), env)]
         rows: list[dict[str, Any]] = []
         for backend in opts.backends:
@@ -203,7 +224,8 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = logger.info)
         baseline.append(_run_worker(config("torch", "fp32", "square", True), env))
     base_ms = float(np.median([b["network"]["median_ms"] for b in baseline]))
     return {"machine": machine(), "options": _options_dict(opts), "baseline_network_ms": base_ms,
-            "baseline_runs": baseline, "rows": rows}  # fmt: skip
+            "baseline_input": list(base_input), "baseline_runs": baseline,
+            "rows": rows}  # fmt: skip
 
 
 def _options_dict(opts: BenchOptions) -> dict[str, Any]:

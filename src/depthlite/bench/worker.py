@@ -31,39 +31,47 @@ class WorkerConfig:
     threads: int
     repeats: int
     callers: int
-    baseline: bool = False  # the seed's way: torch eager, no_grad, network only
+    baseline: bool = False  # the original code's way: torch eager, no_grad, network only
     reference_weights: str | None = None  # FP32 file to score an INT8/BF16 run against
+    model: str = "midas_v21_small_256"
+    # The baseline's input (height, width); every configuration is also timed at it.
+    baseline_input: tuple[int, int] = (256, 256)
 
 
 def _estimator(cfg: WorkerConfig, weights: str, precision: str) -> DepthEstimator:
     """The estimator a configuration measures (or compares against), with its settings."""
     from depthlite.estimator import DepthEstimator
 
-    return DepthEstimator(backend=cfg.backend, precision=precision, resize=cfg.resize,
-                          threads=cfg.threads, weights=weights, progress=False)  # fmt: skip
+    return DepthEstimator(cfg.model, backend=cfg.backend, precision=precision,
+                          resize=cfg.resize, threads=cfg.threads, weights=weights,
+                          progress=False)  # fmt: skip
+
+
+def _input(size: tuple[int, int] | list[int]) -> np.ndarray:
+    return np.random.default_rng(0).uniform(-2, 2, (1, 3, *size)).astype(np.float32)
 
 
 def _measure_baseline(cfg: WorkerConfig) -> dict[str, Any]:
     import torch
 
     from depthlite.models.checkpoint import load_state_dict
-    from depthlite.models.midas_small import build_model
+    from depthlite.zoo import get_card
+    from depthlite.zoo.architectures import build_network
 
     torch.set_num_threads(cfg.threads)
-    model = build_model("midas_small", load_state_dict(Path(cfg.weights)))
-    x = torch.from_numpy(
-        np.random.default_rng(0).uniform(-2, 2, (1, 3, 256, 256)).astype(np.float32)
-    )
+    model = build_network(get_card(cfg.model), load_state_dict(Path(cfg.weights)))
+    x = torch.from_numpy(_input(cfg.baseline_input))
 
-    def seed_way() -> object:
+    def original_way() -> object:
         with torch.no_grad():
             return model(x)
 
-    return {"network": time_calls(seed_way, cfg.repeats).to_dict(), "input": [256, 256]}
+    network = time_calls(original_way, cfg.repeats).to_dict()
+    return {"network": network, "input": list(cfg.baseline_input)}
 
 
 def _measure(cfg: WorkerConfig) -> dict[str, Any]:
-    from depthlite.imageio import encode_outputs, load_image
+    from depthlite.imageio import load_image
     from depthlite.transforms import preprocess
 
     est = _estimator(cfg, cfg.weights, cfg.precision)
@@ -73,15 +81,20 @@ def _measure(cfg: WorkerConfig) -> dict[str, Any]:
     def pipeline() -> bytes:
         # Everything a user waits for: JPEG bytes in, colour PNG bytes out (as predict writes).
         result = est.predict(data)
-        return encode_outputs(result.depth, None, ["color"])["color"]
+        return result.encode(["color"])["color"]
 
     network = time_calls(lambda: est.infer(x), cfg.repeats)
+    same = None
+    if est.load().model_format.fixed_size is None:  # a fixed-size file runs only its size
+        x_base = _input(cfg.baseline_input)
+        same = time_calls(lambda: est.infer(x_base), cfg.repeats).to_dict()
     whole = time_calls(pipeline, max(5, cfg.repeats // 2))
     stages = est.predict(data).timings
     calls = max(3, cfg.repeats // 4)
     return {
         "input": list(x.shape[2:]),
         "network": network.to_dict(),
+        "network_at_baseline_input": same,
         "pipeline": whole.to_dict(),
         "stages_ms": stages,
         "throughput_1": throughput(pipeline, 1, calls),

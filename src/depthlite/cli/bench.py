@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 from depthlite.cli.common import comma_list, positive_int
-from depthlite.errors import EXIT_OK
-from depthlite.specs import BACKENDS, DEFAULT_MODEL, PRECISIONS, RESIZE_MODES
+from depthlite.errors import EXIT_OK, InvalidOptionError
+from depthlite.options import BACKENDS, PRECISIONS, RESIZE_MODES
+from depthlite.zoo import DEFAULT_MODEL, available_models, get_card
 
 __all__ = ["register"]
 
@@ -36,7 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--repeats", type=positive_int, default=30, help="timed runs per measurement")
     p.add_argument("--threads", type=positive_int, help="intra-op threads (default: cores)")
-    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        metavar="NAME|all",
+        help=f"model to measure, or all of them one after another (default {DEFAULT_MODEL})",
+    )
     p.add_argument("--weights", type=Path, metavar="PT", help="checkpoint to benchmark")
     p.add_argument("--synthetic", action="store_true",
                    help="generated weights in the official layout (no download needed; latency "
@@ -51,15 +57,22 @@ def run(args: argparse.Namespace) -> int:
     from depthlite.bench.report import format_table, write_json, write_plot
     from depthlite.bench.runner import BenchOptions, run_bench
 
-    opts = BenchOptions(backends=args.backends, precisions=args.precisions, resizes=args.resize,
-                        repeats=args.repeats, model=args.model, weights=args.weights,
-                        synthetic=args.synthetic, offline=args.offline)  # fmt: skip
-    if args.threads:
-        opts.threads = args.threads
-    report = run_bench(opts, progress=lambda msg: print(f"bench: {msg}", file=sys.stderr))
-    print(format_table(report))
+    models = available_models() if args.model == "all" else [get_card(args.model).name]
+    if args.weights and len(models) > 1:
+        raise InvalidOptionError("--weights is one model's file: name that model with --model")
+    reports = []
+    for model in models:
+        opts = BenchOptions(backends=args.backends, precisions=args.precisions,
+                            resizes=args.resize, repeats=args.repeats, model=model,
+                            weights=args.weights, synthetic=args.synthetic,
+                            offline=args.offline)  # fmt: skip
+        if args.threads:
+            opts.threads = args.threads
+        report = run_bench(opts, progress=lambda msg: print(f"bench: {msg}", file=sys.stderr))
+        print(format_table(report), flush=True)
+        reports.append(report)
     if args.json:
-        write_json(report, args.json)
+        write_json(reports[0] if len(reports) == 1 else {"models": reports}, args.json)
     if args.plot:
-        write_plot(report, args.plot)
+        write_plot(reports[0], args.plot)
     return EXIT_OK

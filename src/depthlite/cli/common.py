@@ -10,16 +10,15 @@ from collections.abc import Callable, Sequence
 from depthlite.colorize import COLORMAPS, DEFAULT_COLORMAP
 from depthlite.estimator import DepthEstimator
 from depthlite.imageio import OUTPUT_FORMATS
-from depthlite.specs import (
+from depthlite.options import (
     BACKENDS,
     DEFAULT_BACKEND,
-    DEFAULT_MODEL,
     DEFAULT_PRECISION,
     DEFAULT_RESIZE,
     PRECISIONS,
     RESIZE_MODES,
-    available_models,
 )
+from depthlite.zoo import DEFAULT_MODEL, available_models
 
 __all__ = [
     "add_colormap_option",
@@ -71,7 +70,7 @@ def add_model_options(parser: argparse.ArgumentParser, *, runtime: bool = True) 
     group.add_argument(
         "--weights",
         metavar="PATH",
-        help="use this checkpoint (.pt) or ONNX file instead of the cache",
+        help="use this checkpoint (.pt/.pth) or ONNX file instead of the cache",
     )
     group.add_argument(
         "--offline",
@@ -87,8 +86,15 @@ def add_model_options(parser: argparse.ArgumentParser, *, runtime: bool = True) 
         "--resize",
         choices=RESIZE_MODES,
         default=DEFAULT_RESIZE,
-        help="keep_aspect: official hub transform (sides multiple of 32, max 256); "
-        "square: 256x256 like the official ONNX export",
+        help="keep_aspect: the model's official transform (its size, resize rule and "
+        "multiple; `depthlite models` lists them); square: its size on both sides",
+    )
+    group.add_argument(
+        "--input-size",
+        type=positive_int,
+        metavar="N",
+        help="network input side instead of the model's (a multiple of its multiple_of, "
+        "e.g. 14 for Depth Anything): smaller is faster, larger keeps more detail",
     )
     group.add_argument(
         "--threads", type=positive_int, help="intra-op threads (default: OMP_NUM_THREADS or cores)"

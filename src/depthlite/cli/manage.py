@@ -1,26 +1,25 @@
-"""Model management: ``depthlite models``, ``download`` and ``convert``."""
+"""Model management: ``depthlite models``, ``download``, ``convert`` and ``quantize``."""
 
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 from depthlite import hub
 from depthlite.cli.common import add_model_options
-from depthlite.errors import EXIT_OK, BackendUnavailableError
-from depthlite.modelfiles import (
-    ensure_converted,
-    ensure_quantized,
-    resolve_model_file,
-    torch_available,
-)
-from depthlite.specs import DEFAULT_MODEL, MODELS, get_spec
+from depthlite.errors import EXIT_OK, BackendUnavailableError, InvalidOptionError
+from depthlite.zoo import CARDS, DEFAULT_MODEL, get_card
+from depthlite.zoo.cards import ModelCard
+from depthlite.zoo.derive import derived_files
+from depthlite.zoo.resolver import ensure_converted, ensure_quantized, resolve, torch_available
 
 __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("models", help="list known models and what is cached")
+    p = sub.add_parser("models", help="list known models, their licences and what is cached")
+    p.add_argument("model", nargs="?", help="one model (default: all)")
     p.set_defaults(handler=run_models)
 
     p = sub.add_parser(
@@ -39,13 +38,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "convert",
         help="convert the official checkpoint to a dynamic-size ONNX model (needs torch)",
         description="Export the checkpoint to ONNX with dynamic height and width, verify it "
-        "against the torch model, and cache it keyed by the checkpoint's SHA-256.",
+        "against the torch model, and keep it in the cache (keyed by the checkpoint's SHA-256). "
+        "With -o, also write the verified file there, its metadata included.",
     )
     add_model_options(p, runtime=False)
-    p.add_argument("--force", action="store_true", help="convert again even if cached")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_output_options(p)
     p.set_defaults(handler=run_convert)
     _register_quantize(sub)
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", type=Path, metavar="FILE.onnx", help="also write it here")
+    p.add_argument("--force", action="store_true", help="make it again even if cached")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the path")
 
 
 def _register_quantize(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -59,9 +64,8 @@ def _register_quantize(sub: argparse._SubParsersAction) -> None:  # type: ignore
     )
     add_model_options(p, runtime=False)
     p.add_argument("--calibration", type=Path, metavar="DIR", help="folder of calibration photos")
-    p.add_argument("--force", action="store_true", help="quantize again even if cached")
     p.add_argument("--no-eval", action="store_true", help="skip the agreement report")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the path")
+    _add_output_options(p)
     p.set_defaults(handler=run_quantize)
 
 
@@ -69,60 +73,88 @@ def _size(num: int | None) -> str:
     return "-" if num is None else f"{num / 1e6:.1f} MB"
 
 
+def _describe(card: ModelCard) -> None:
+    default = " (default)" if card.name == DEFAULT_MODEL else ""
+    pre, lic = card.preprocess, card.licence
+    print(f"\n{card.name}{default}  [{', '.join(card.aliases)}]\n  {card.description}")
+    print(
+        f"  {card.params / 1e6:.1f} M params; input {pre.size} px, {pre.resize_rule}, multiple "
+        f"of {pre.multiple_of}; output: {card.output.description}"
+    )
+    use = "commercial use allowed" if lic.commercial else "NON-COMMERCIAL use only"
+    print(
+        f"  licence {lic.spdx} ({use}): {lic.url}" + (f"\n    note: {lic.note}" if lic.note else "")
+    )
+    for entry in hub.cache_status(card):
+        state = "cached" if entry.size is not None else "not cached"
+        print(f"  {entry.kind:<10} {entry.name:<44} {state:<10} {_size(entry.size)}")
+    for made in derived_files(card.name):
+        print(
+            f"  {made.recipe:<14} {made.output:<40} made from {made.input_name} "
+            f"({made.input_sha256[:12]}), {_size(made.output_size)}"
+        )
+
+
 def run_models(args: argparse.Namespace) -> int:
     print(f"cache: {hub.cache_dir()}")
-    for spec in MODELS.values():
-        default = " (default)" if spec.name == DEFAULT_MODEL else ""
-        print(f"\n{spec.name}{default}\n  {spec.description}")
-        print(f"  input: {spec.input_size} px, sides multiple of {spec.multiple_of}; {spec.output}")
-        for entry in hub.cache_status(spec):
-            state = "cached" if entry.size is not None else "not cached"
-            print(f"  {entry.kind:<10} {entry.name:<44} {state:<10} {_size(entry.size)}")
-    derived = hub.derived_cache_status()
-    if derived:
-        print("\noptimised for this machine by ONNX Runtime (safe to delete):")
-        for entry in derived:
-            print(f"  {entry.name:<56} {_size(entry.size)}")
+    cards = [get_card(args.model)] if args.model else list(CARDS.values())
+    for card in cards:
+        _describe(card)
     return EXIT_OK
 
 
 def run_download(args: argparse.Namespace) -> int:
-    spec = get_spec(args.model)
+    card = get_card(args.model)
     progress = not args.quiet
-    print(hub.resolve_checkpoint(spec, progress=progress, force=args.force))
+    print(hub.resolve_checkpoint(card, progress=progress, force=args.force))
     if args.official_onnx:
-        print(hub.resolve_official_onnx(spec, progress=progress, force=args.force))
+        if card.official_onnx is None:
+            raise InvalidOptionError(f"{card.name} has no official ONNX export; use convert")
+        print(hub.resolve_official_onnx(card, progress=progress, force=args.force))
     return EXIT_OK
 
 
+def _publish(path: Path, output: Path | None) -> Path:
+    """Copy a verified cache file where the user asked (the cache keeps its own copy)."""
+    if output is None:
+        return path
+    if output.suffix.lower() != ".onnx":
+        raise InvalidOptionError(f"-o {output}: name the file with an .onnx extension")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, output)
+    return output
+
+
 def run_convert(args: argparse.Namespace) -> int:
-    spec = get_spec(args.model)
+    card = get_card(args.model)
     if not torch_available():
         # Say it before a download is wasted: conversion runs the torch model.
         raise BackendUnavailableError(
             "depthlite convert needs PyTorch: pip install 'depthlite[torch]'"
         )
     checkpoint = hub.resolve_checkpoint(
-        spec, weights=args.weights, offline=args.offline, progress=not args.quiet
+        card, weights=args.weights, offline=args.offline, progress=not args.quiet
     )
-    print(ensure_converted(spec, checkpoint, force=args.force))
+    path, _ = ensure_converted(card, checkpoint, force=args.force)
+    print(_publish(path, args.output))
     return EXIT_OK
 
 
 def run_quantize(args: argparse.Namespace) -> int:
-    spec = get_spec(args.model)
-    fp32 = resolve_model_file(
-        spec, "onnxruntime", weights=args.weights, offline=args.offline, progress=not args.quiet
+    card = get_card(args.model)
+    # The FP32 ONNX file as OpenVINO would load it: the export, not ORT's CPU-specific graph.
+    fp32 = resolve(
+        card, "openvino", weights=args.weights, offline=args.offline, progress=not args.quiet
     )
-    int8 = ensure_quantized(spec, fp32.path, calibration=args.calibration, force=args.force)
-    print(int8)
+    int8, _ = ensure_quantized(card, fp32.path, calibration=args.calibration, force=args.force)
+    print(_publish(int8, args.output))
     if args.no_eval or args.quiet:
         return EXIT_OK
     from depthlite.estimator import DepthEstimator
     from depthlite.models.quantize import EVALUATION_PHOTOS, evaluate_agreement, sample_photos
 
-    reference = DepthEstimator(spec.name, weights=fp32.path)
-    candidate = DepthEstimator(spec.name, weights=int8)
+    reference = DepthEstimator(card.name, weights=fp32.path)
+    candidate = DepthEstimator(card.name, weights=int8)
     scores = evaluate_agreement(
         lambda rgb: reference.predict(rgb).depth,
         lambda rgb: candidate.predict(rgb).depth,

@@ -70,13 +70,15 @@ def _process(est: DepthEstimator, item: InputItem, args: argparse.Namespace) -> 
         result = est.predict(sys.stdin.buffer.read(), source="<stdin>")
     else:
         result = est.predict(item.path)
-    depth = result.depth
+    depth, near_is_larger = result.depth, result.near_is_larger
     # Only the "side" output needs the decoded photo; letting it (and the raw network output)
     # go before encoding lets the encoder reuse that memory (encoding is the peak).
     image = result.image if "side" in args.format else None
     del result
     out_dir, relative = _destination(item, args.output)
-    return write_outputs(depth, image, out_dir, relative, args.format, args.colormap)
+    return write_outputs(
+        depth, image, out_dir, relative, args.format, args.colormap, near_is_larger=near_is_larger
+    )
 
 
 class _NoBar:

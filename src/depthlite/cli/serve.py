@@ -13,7 +13,7 @@ from typing import Any
 
 from depthlite.cli.common import error
 from depthlite.errors import EXIT_FAILURE
-from depthlite.specs import BACKENDS, PRECISIONS, RESIZE_MODES
+from depthlite.options import BACKENDS, PRECISIONS, RESIZE_MODES
 
 __all__ = ["register"]
 
@@ -23,8 +23,14 @@ _ENV_PREFIX = "DEPTHLITE_"
 _OPTIONS: tuple[tuple[str, type, str, str], ...] = (
     ("host", str, "ADDR", "interface to listen on"),
     ("port", int, "N", "TCP port (0: any free port)"),
-    ("model", str, "NAME", "model name"),
-    ("weights", str, "PATH", "serve this checkpoint (.pt) or ONNX file"),
+    (
+        "models",
+        str,
+        "LIST",
+        "comma-separated models to serve, the first the default; requests "
+        "choose with ?model= (`depthlite models` lists them); --model is the same flag",
+    ),
+    ("weights", str, "PATH", "serve this checkpoint or ONNX file (with one model)"),
     ("backend", str, "NAME", f"runtime: {', '.join(BACKENDS)}"),
     ("precision", str, "NAME", f"{', '.join(PRECISIONS)} (what the backend offers)"),
     ("resize", str, "MODE", f"default resize mode: {', '.join(RESIZE_MODES)}"),
@@ -89,8 +95,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         formatter_class=_SettingsHelp,
     )
     for dest, kind, metavar, text in _OPTIONS:
-        flag = "--" + dest.replace("_", "-")
-        p.add_argument(flag, dest=dest, type=kind, metavar=metavar, default=None, help=text)
+        flags = ["--" + dest.replace("_", "-")] + (["--model"] if dest == "models" else [])
+        p.add_argument(*flags, dest=dest, type=kind, metavar=metavar, default=None, help=text)
     p.add_argument("--offline", action="store_true", default=None, help="never download weights")
     p.set_defaults(handler=run)
 

@@ -29,7 +29,7 @@ from depthlite.colorize import (
 from depthlite.fsutil import atomic_path
 from depthlite.imageio.decode import to_uint8
 from depthlite.imageio.png import encode_gray, encode_indexed, encode_rgb
-from depthlite.specs import check_choice
+from depthlite.options import check_choice
 
 __all__ = [
     "OUTPUT_FORMATS",
@@ -162,10 +162,14 @@ def encode_outputs(
     image_rgb: np.ndarray | None,
     formats: Sequence[str],
     colormap: str = DEFAULT_COLORMAP,
+    *,
+    near_is_larger: bool = True,
 ) -> dict[str, bytes]:
     """The bytes of each output format, in ``formats`` order (the files' and the API's content).
 
     Options are validated before anything is encoded. ``image_rgb`` is only needed for "side".
+    Colour maps and 16-bit PNGs are "near is bright" for every output kind: metric depth
+    (``near_is_larger=False``) is mapped negated; npy and pfm keep the raw values.
     """
     # Every output derives from the same float32 values the npy/pfm files store; the official
     # 8/16-bit maps are defined on float32 depth, and float64 can round one level differently.
@@ -175,13 +179,14 @@ def encode_outputs(
     if "side" in wanted and image_rgb is None:
         raise ValueError('the "side" output needs the input image')
     # Computed at most once, and only when a format needs it.
-    gray8 = functools.cache(lambda: normalize_minmax(depth, bits=1))
+    visual = depth if near_is_larger else np.negative(depth)
+    gray8 = functools.cache(lambda: normalize_minmax(visual, bits=1))
     encoded: dict[str, bytes] = {}
     for fmt in wanted:
         if fmt == "color":
             encoded[fmt] = encode_indexed(gray8(), palette(colormap))
         elif fmt == "png16":
-            encoded[fmt] = encode_gray(to_png16(depth))
+            encoded[fmt] = encode_gray(to_png16(visual))
         elif fmt == "npy":
             encoded[fmt] = _npy_bytes(depth)
         elif fmt == "pfm":
@@ -200,6 +205,8 @@ def write_outputs(  # noqa: PLR0917 - positional signature is the agreed cross-m
     relative: Path,
     formats: Sequence[str],
     colormap: str = DEFAULT_COLORMAP,
+    *,
+    near_is_larger: bool = True,
 ) -> list[Path]:
     """Write ``depth`` in each of ``formats``; return the paths written, in ``formats`` order.
 
@@ -207,7 +214,8 @@ def write_outputs(  # noqa: PLR0917 - positional signature is the agreed cross-m
     leaves a partial set of outputs.
     """
     written: list[Path] = []
-    for fmt, data in encode_outputs(depth, image_rgb, formats, colormap).items():
+    encoded = encode_outputs(depth, image_rgb, formats, colormap, near_is_larger=near_is_larger)
+    for fmt, data in encoded.items():
         path = output_path(out_dir, relative, fmt)
         atomic_write_bytes(path, data)
         logger.debug("wrote %s", path)

@@ -71,7 +71,10 @@ def run_local(
     for item in items:
         try:
             result = est.predict(item.path if item.path is not None else b"", source=item.source)
-            write_outputs(result.depth, result.image, out_dir, item.relative, formats, colormap)
+            write_outputs(
+                result.depth, result.image, out_dir, item.relative, formats, colormap,
+                near_is_larger=result.near_is_larger,
+            )  # fmt: skip
             report.done += 1
         except (InputError, OSError) as exc:
             report.failures.append(

@@ -99,6 +99,11 @@ def _run_job(task: Task, ctx: WorkerContext, payload: dict[str, Any]) -> dict[st
             f"this job asks for {spec.precision} but the worker runs {ctx.estimator.precision}; "
             f"start workers with --precision {spec.precision}"
         )
+    if spec.model is not None and spec.model != ctx.estimator.card.name:
+        raise JobTaskError(
+            f"this job asks for model {spec.model} but the worker runs "
+            f"{ctx.estimator.card.name}; start workers with --model {spec.model}"
+        )
     with tempfile.TemporaryDirectory(prefix="depthlite-job-") as tmp:
         inputs = _fetch_inputs(ctx.store, payload["inputs"], Path(tmp) / "in")
         try:

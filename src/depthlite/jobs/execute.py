@@ -22,7 +22,7 @@ import numpy as np
 from depthlite.errors import DepthliteError, InputError
 from depthlite.estimator import DepthEstimator
 from depthlite.fsutil import atomic_path
-from depthlite.imageio import OUTPUT_SUFFIX, atomic_write_bytes, encode_outputs
+from depthlite.imageio import OUTPUT_SUFFIX, atomic_write_bytes
 from depthlite.jobs.spec import JobCancelledError, JobSpec
 from depthlite.video.pipeline import process_video
 
@@ -59,7 +59,7 @@ def input_name(stored: str) -> str:
 
 def _image_outputs(est: DepthEstimator, path: Path, spec: JobSpec, source: str) -> dict[str, bytes]:
     result = est.predict(path, resize=spec.resize, source=source)
-    return encode_outputs(result.depth, result.image, spec.formats, spec.colormap)
+    return result.encode(spec.formats, spec.colormap)
 
 
 def _stems(inputs: list[Path]) -> list[str]:

@@ -14,6 +14,7 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable
 
 from depthlite.errors import DepthliteError
 from depthlite.estimator import DepthEstimator
@@ -21,7 +22,10 @@ from depthlite.jobs.execute import RunFn, execute_job
 from depthlite.jobs.spec import JobCancelledError
 from depthlite.jobs.store import Job, JobStore
 
-__all__ = ["EmbeddedRunner"]
+__all__ = ["EmbeddedRunner", "EstimatorPicker"]
+
+# A job's model name (None: the default) -> the estimator that serves it.
+EstimatorPicker = Callable[[str | None], DepthEstimator]
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +40,12 @@ class _StoppingError(Exception):
 
 class EmbeddedRunner:
     def __init__(
-        self, store: JobStore, estimator: DepthEstimator, run: RunFn, *, max_tries: int = 3
+        self, store: JobStore, pick: EstimatorPicker, run: RunFn, *, max_tries: int = 3
     ) -> None:
         self.store = store
         self.max_tries = max_tries
-        self.estimator = estimator
+        # The estimator of a job's model (None: the server's default model).
+        self.pick = pick
         self.run = run
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -110,7 +115,7 @@ class EmbeddedRunner:
                 job.spec,
                 self.store.input_paths(job),
                 self.store.folder(job.id),
-                self.estimator,
+                self.pick(job.spec.model),
                 run=self.run,
                 progress=lambda done, total: self.store.progress(job.id, done, total),
                 cancelled=lambda: self._cancelled(job.id),

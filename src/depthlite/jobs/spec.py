@@ -15,9 +15,10 @@ from depthlite.colorize import DEFAULT_COLORMAP, colormap_id
 from depthlite.errors import DepthliteError, InvalidOptionError
 from depthlite.imageio import OUTPUT_FORMATS
 from depthlite.normalize import NormalizerOptions
-from depthlite.specs import PRECISIONS, RESIZE_MODES, check_choice
+from depthlite.options import PRECISIONS, RESIZE_MODES, check_choice
 from depthlite.video.formats import VIDEO_FORMATS
 from depthlite.video.pipeline import VideoOptions
+from depthlite.zoo import get_card
 
 __all__ = [
     "FINAL_STATES",
@@ -76,6 +77,8 @@ class JobSpec:
     preset: str = "veryfast"
     # None: whatever the runner loaded. Set, a worker running another precision refuses the job.
     precision: str | None = None
+    # None: the server's default model. Set: the model's canonical name (aliases resolved).
+    model: str | None = None
 
     def __post_init__(self) -> None:
         check_choice("job kind", self.kind, JOB_KINDS)
@@ -92,6 +95,8 @@ class JobSpec:
             check_choice("resize", self.resize, RESIZE_MODES)
         if self.precision is not None:
             check_choice("precision", self.precision, PRECISIONS)
+        if self.model is not None:
+            object.__setattr__(self, "model", get_card(self.model).name)
         if self.kind == "video":
             self.video_options()  # validates times, frames and normaliser options
 

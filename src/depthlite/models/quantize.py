@@ -20,13 +20,16 @@ from depthlite.errors import BackendUnavailableError, ConversionError, InputNotF
 from depthlite.fsutil import atomic_path
 from depthlite.imageio import expand_inputs, load_image
 from depthlite.metrics import Agreement, agreement
-from depthlite.runtime.base import NORMALIZES_INSIDE_KEY, PRECISION_KEY, ModelFormat
-from depthlite.specs import ModelSpec
+from depthlite.runtime.base import ModelFormat
+from depthlite.runtime.metadata import NORMALIZES_INSIDE_KEY, PRECISION_KEY, normalizes_inside
 from depthlite.transforms import InputPolicy, preprocess
+from depthlite.zoo.cards import ModelCard
 
 __all__ = [
     "CALIBRATION_PHOTOS",
     "EVALUATION_PHOTOS",
+    "RECIPE_PARAMS",
+    "RECIPE_VERSION",
     "Photo",
     "calibration_id",
     "evaluate_agreement",
@@ -40,6 +43,10 @@ logger = logging.getLogger(__name__)
 CALIBRATION_PHOTOS = ("astronaut", "chelsea", "coffee", "camera")
 EVALUATION_PHOTOS = ("rocket", "motorcycle_left")
 DEFAULT_CALIBRATION = "default"
+# The quantize recipe, as the derivation key records it.
+RECIPE_VERSION = 1
+RECIPE_PARAMS = {"format": "QDQ", "per_channel": True, "activations": "QUInt8",
+                 "weights": "QInt8", "method": "MinMax"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -107,12 +114,12 @@ def calibration_id(folder: Path | None) -> str:
 
 
 def _network_inputs(
-    photos: Sequence[Photo], spec: ModelSpec, fmt: ModelFormat, normalize: bool
+    photos: Sequence[Photo], card: ModelCard, fmt: ModelFormat, normalize: bool
 ) -> list[np.ndarray]:
     # Both resize modes for dynamic models: activations differ a little with the input size.
     modes = ("square",) if fmt.fixed_size else ("keep_aspect", "square")
     return [
-        preprocess(photo.rgb, InputPolicy.for_spec(spec, mode, normalize=normalize))
+        preprocess(photo.rgb, InputPolicy.for_card(card, mode, normalize=normalize))
         for photo in photos
         for mode in modes
     ]
@@ -132,7 +139,7 @@ def _reader(input_name: str, tensors: list[np.ndarray]) -> object:
     return Reader()
 
 
-def quantize_model(source: Path, output: Path, spec: ModelSpec, photos: Sequence[Photo]) -> Path:
+def quantize_model(source: Path, output: Path, card: ModelCard, photos: Sequence[Photo]) -> Path:
     """Write the static INT8 QDQ model of ``source`` to ``output`` (atomically)."""
     try:
         from onnxruntime.quantization import (
@@ -146,12 +153,11 @@ def quantize_model(source: Path, output: Path, spec: ModelSpec, photos: Sequence
         raise BackendUnavailableError(
             f"quantizing needs the onnx package ({exc.name}): pip install 'depthlite[quantize]'"
         ) from exc
-    from depthlite.modelfiles import normalizes_inside
     from depthlite.runtime.onnx import inspect_model
 
     input_name, fmt = inspect_model(source)
-    inside = normalizes_inside(spec, fmt, source)
-    tensors = _network_inputs(photos, spec, fmt, normalize=not inside)
+    inside = normalizes_inside(card, fmt, source, official=False)
+    tensors = _network_inputs(photos, card, fmt, normalize=not inside)
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output.parent) as tmp, atomic_path(output) as final:
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"

@@ -3,7 +3,7 @@
 Official weights cannot be fetched everywhere (CI, air-gapped machines), yet the whole pipeline
 (download, hash pinning, conversion, conformance) must be exercised on a real checkpoint file.
 This fills every ``state_dict`` entry from its key name alone, by the recipe the conformance
-fixture was produced with, so outputs are comparable with the original MiDaS code.
+fixtures were produced with, so outputs are comparable with the original code.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from depthlite.models.checkpoint import save_state_dict
-from depthlite.models.midas_small import build_model
+from depthlite.zoo import DEFAULT_MODEL, get_card
+from depthlite.zoo.architectures import meta_network
 
-__all__ = ["synthetic_checkpoint", "synthetic_state_dict"]
+__all__ = ["fill_state_dict", "synthetic_checkpoint", "synthetic_state_dict"]
 
 
 def _fill(key: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -36,17 +37,24 @@ def _fill(key: str, shape: tuple[int, ...]) -> np.ndarray:
     return np.asarray(values).astype(np.float32)
 
 
-def synthetic_state_dict(architecture: str = "midas_small") -> dict[str, torch.Tensor]:
-    """A complete ``state_dict`` for ``architecture`` with deterministic values."""
-    reference = build_model(architecture).state_dict()
+def fill_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A complete ``state_dict`` for ``model`` with deterministic values, in its key order.
+
+    ``model`` may live on the ``meta`` device: only its keys and shapes are read.
+    """
     return {
-        key: tensor.clone()
+        key: torch.zeros(tensor.shape, dtype=tensor.dtype)
         if key.endswith("num_batches_tracked")
         else torch.from_numpy(_fill(key, tuple(tensor.shape)))
-        for key, tensor in reference.items()
+        for key, tensor in model.state_dict().items()
     }
 
 
-def synthetic_checkpoint(path: Path, architecture: str = "midas_small") -> Path:
-    """Write a synthetic checkpoint file, as the official ``.pt`` files are laid out."""
-    return save_state_dict(synthetic_state_dict(architecture), path)
+def synthetic_state_dict(model: str = DEFAULT_MODEL) -> dict[str, torch.Tensor]:
+    """A complete ``state_dict`` for the card ``model`` with deterministic values."""
+    return fill_state_dict(meta_network(get_card(model)))
+
+
+def synthetic_checkpoint(path: Path, model: str = DEFAULT_MODEL) -> Path:
+    """Write a synthetic checkpoint file, laid out as the official files are."""
+    return save_state_dict(synthetic_state_dict(model), path)

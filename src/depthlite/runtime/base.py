@@ -17,7 +17,9 @@ from typing import ClassVar
 import numpy as np
 
 from depthlite.errors import BackendUnavailableError
-from depthlite.specs import BACKENDS, ModelSpec, check_choice
+from depthlite.options import BACKENDS, check_choice
+from depthlite.runtime.metadata import NORMALIZES_INSIDE_KEY, PRECISION_KEY
+from depthlite.zoo.cards import ModelCard
 
 __all__ = [
     "NORMALIZES_INSIDE_KEY",
@@ -28,11 +30,7 @@ __all__ = [
     "load_backend_class",
 ]
 
-# ONNX metadata key our converter writes; files without it are taken to be in the official layout.
-NORMALIZES_INSIDE_KEY = "depthlite.normalizes_inside"
-PRECISION_KEY = "depthlite.precision"
-
-# backend name -> "module:Class"; the names themselves come from specs.BACKENDS.
+# backend name -> "module:Class"; the names themselves come from options.BACKENDS.
 _IMPLEMENTATIONS = {
     "onnxruntime": "depthlite.runtime.onnx:OnnxRuntimeBackend",
     "torch": "depthlite.runtime.torch:TorchBackend",
@@ -47,10 +45,22 @@ class ModelFormat:
     # (height, width) when the file only accepts one size (the official ONNX export: 256x256).
     fixed_size: tuple[int, int] | None
     # True when the graph applies the ImageNet normalisation itself (the official ONNX export);
-    # None when the file does not say (no depthlite metadata): see modelfiles.normalizes_inside.
+    # None when the file does not say (no depthlite metadata): see zoo.resolver.normalizes_inside.
     normalizes_inside: bool | None
     # "int8" for quantized files (from their metadata), else "fp32".
     precision: str = "fp32"
+    # Every depthlite.* metadata entry, as written by runtime.metadata.card_metadata.
+    metadata: tuple[tuple[str, str], ...] = ()
+    channels: int | None = 3
+
+    @classmethod
+    def from_metadata(
+        cls, fixed: tuple[int, int] | None, meta: dict[str, str], channels: int | None = 3
+    ) -> ModelFormat:
+        flag = meta.get(NORMALIZES_INSIDE_KEY)
+        normalizes = None if flag is None else flag.lower() == "true"
+        ours = tuple(sorted((k, v) for k, v in meta.items() if k.startswith("depthlite.")))
+        return cls(fixed, normalizes, meta.get(PRECISION_KEY, "fp32"), ours, channels)
 
 
 def default_threads() -> int:
@@ -92,10 +102,18 @@ class Backend(ABC):
     name: ClassVar[str]
 
     def __init__(
-        self, model_path: Path, spec: ModelSpec, threads: int | None = None, precision: str = "fp32"
+        self,
+        model_path: Path,
+        card: ModelCard,
+        threads: int | None = None,
+        precision: str = "fp32",
+        *,
+        preoptimized: bool = False,
     ) -> None:
+        # preoptimized: the file was already optimised for this runtime and CPU by the resolver
+        # (ONNX Runtime's saved graph); runtimes without such a step ignore it.
         self.model_path = Path(model_path)
-        self.spec = spec
+        self.card = card
         self.precision = precision
         self.threads = threads if threads and threads > 0 else default_threads()
 

@@ -12,17 +12,20 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from depthlite import hub
 from depthlite.errors import BackendUnavailableError
-from depthlite.fsutil import atomic_path
-from depthlite.runtime.base import NORMALIZES_INSIDE_KEY, PRECISION_KEY, Backend, ModelFormat
-from depthlite.specs import ModelSpec
+from depthlite.runtime.base import Backend, ModelFormat
+from depthlite.zoo.cards import ModelCard
 
-__all__ = ["OnnxRuntimeBackend", "inspect_model", "optimized_model_path"]
+__all__ = [
+    "OPTIMIZE_VERSION",
+    "OnnxRuntimeBackend",
+    "cpu_signature",
+    "inspect_model",
+    "optimize_model",
+    "optimize_tools",
+]
 
 logger = logging.getLogger(__name__)
-
-OPTIMIZED_DIR = "optimized"
 
 # ORT's arena extend strategies (OrtArenaCfg): 1 = kSameAsRequested.
 _SAME_AS_REQUESTED = 1
@@ -94,34 +97,40 @@ def _session_options(
     return opts
 
 
-def _cpu_signature() -> str:
+def cpu_signature() -> str:
     """What the NCHWc transforms depend on: the CPU model and its instruction-set flags."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             lines = [ln for ln in f if ln.startswith(("model name", "flags"))]
-        return "".join(sorted(set(lines)))
+        text = "".join(sorted(set(lines)))
     except OSError:
-        return f"{platform.machine()} {platform.processor()}"
+        text = f"{platform.machine()} {platform.processor()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def optimized_model_path(model_path: Path) -> Path:
-    """Cache path of ``model_path`` optimised by this ONNX Runtime on this CPU.
+# The optimise recipe's version and tools: ONNX Runtime warns that a model saved after its
+# ENABLE_ALL passes is hardware specific, so the derivation key covers the runtime and the CPU.
+OPTIMIZE_VERSION = 1
 
-    ONNX Runtime warns that a model saved after its ENABLE_ALL passes is hardware specific, so
-    the key covers the source file, the runtime version and the CPU.
+
+def optimize_tools() -> dict[str, str]:
+    return {"onnxruntime": ort.__version__, "cpu": cpu_signature()}
+
+
+def optimize_model(source: Path, target: Path) -> None:
+    """The optimise recipe: ``source`` after ONNX Runtime's ENABLE_ALL passes, saved.
+
+    That session is dropped at once: it holds both weight layouts (about twice the file), so
+    serving from it would keep the peak high; the saved file loads without optimising again.
     """
-    stat = model_path.stat()
-    key = "\n".join(
-        (
-            str(model_path.resolve()),
-            str(stat.st_size),
-            str(stat.st_mtime_ns),
-            ort.__version__,
-            _cpu_signature(),
-        )
-    )
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return hub.cache_dir() / OPTIMIZED_DIR / f"{model_path.stem}-{digest}.onnx"
+    try:
+        optimizing = _create_session(source, 1, preoptimized=False, save_to=target)
+    except Exception as exc:  # ORT raises its own untyped errors for bad files
+        raise BackendUnavailableError(
+            f"ONNX Runtime cannot load {source}: {exc}; delete the file to have it downloaded "
+            "or converted again, or pass a valid --weights file"
+        ) from exc
+    del optimizing
 
 
 def _create_session(
@@ -135,42 +144,19 @@ def _create_session(
     opts = _session_options(threads, preoptimized=preoptimized, exact_arena=exact_arena)
     if save_to is not None:
         opts.optimized_model_filepath = str(save_to)
-        # ORT warns that such a file is hardware specific; the cache key already covers that.
+        # ORT warns that such a file is hardware specific; the derivation key covers that.
         opts.log_severity_level = 3
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-
-
-def _load_optimized(
-    model_path: Path, threads: int, *, exact_arena: bool = False
-) -> ort.InferenceSession:
-    """Load the cached optimised file, creating it (atomically) on first use."""
-    target = optimized_model_path(model_path)
-    if target.is_file():
-        try:
-            return _create_session(target, threads, preoptimized=True, exact_arena=exact_arena)
-        except Exception:  # a damaged cache entry: drop it and rebuild it below
-            logger.warning("ignoring damaged optimised model %s", target)
-            target.unlink(missing_ok=True)
-    try:
-        with atomic_path(target, suffix=".onnx") as tmp:
-            # Optimise, save, and let that session go: it holds both weight layouts (about
-            # 100 MB more than the saved file needs), so the first run would peak higher.
-            optimizing = _create_session(model_path, threads, preoptimized=False, save_to=tmp)
-            del optimizing
-    except OSError as exc:  # a read-only cache: run without saving
-        logger.debug("cannot cache the optimised model (%s); optimising in memory", exc)
-        return _create_session(model_path, threads, preoptimized=False, exact_arena=exact_arena)
-    return _create_session(target, threads, preoptimized=True, exact_arena=exact_arena)
 
 
 def _format_of(session: ort.InferenceSession) -> ModelFormat:
     shape = session.get_inputs()[0].shape
     height, width = shape[2], shape[3]
     fixed = (height, width) if isinstance(height, int) and isinstance(width, int) else None
-    meta = session.get_modelmeta().custom_metadata_map
-    flag = meta.get(NORMALIZES_INSIDE_KEY)
-    normalizes = None if flag is None else flag.lower() == "true"
-    return ModelFormat(fixed, normalizes, meta.get(PRECISION_KEY, "fp32"))
+    channels = shape[1] if isinstance(shape[1], int) else None
+    return ModelFormat.from_metadata(
+        fixed, dict(session.get_modelmeta().custom_metadata_map), channels
+    )
 
 
 def inspect_model(path: Path) -> tuple[str, ModelFormat]:
@@ -187,12 +173,21 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(
-        self, model_path: Path, spec: ModelSpec, threads: int | None = None, precision: str = "fp32"
+        self,
+        model_path: Path,
+        card: ModelCard,
+        threads: int | None = None,
+        precision: str = "fp32",
+        *,
+        preoptimized: bool = False,
     ) -> None:
-        super().__init__(model_path, spec, threads, precision)
+        super().__init__(model_path, card, threads, precision)
         try:
-            self._session = _load_optimized(
-                self.model_path, self.threads, exact_arena=self.precision == "int8"
+            self._session = _create_session(
+                self.model_path,
+                self.threads,
+                preoptimized=preoptimized,
+                exact_arena=self.precision == "int8",
             )
             _release_freed_heap()
         except Exception as exc:  # ORT raises its own untyped errors for bad files

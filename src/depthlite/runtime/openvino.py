@@ -12,8 +12,9 @@ import numpy as np
 import openvino as ov
 
 from depthlite.errors import BackendUnavailableError
-from depthlite.runtime.base import NORMALIZES_INSIDE_KEY, PRECISION_KEY, Backend, ModelFormat
-from depthlite.specs import ModelSpec
+from depthlite.runtime.base import Backend, ModelFormat
+from depthlite.runtime.metadata import card_metadata
+from depthlite.zoo.cards import ModelCard
 
 __all__ = ["OpenVinoBackend", "bf16_supported"]
 
@@ -55,9 +56,15 @@ class OpenVinoBackend(Backend):
     name = "openvino"
 
     def __init__(
-        self, model_path: Path, spec: ModelSpec, threads: int | None = None, precision: str = "fp32"
+        self,
+        model_path: Path,
+        card: ModelCard,
+        threads: int | None = None,
+        precision: str = "fp32",
+        *,
+        preoptimized: bool = False,
     ) -> None:
-        super().__init__(model_path, spec, threads, precision)
+        super().__init__(model_path, card, threads, precision)
         self._core = ov.Core()
         if precision == "bf16" and not bf16_supported(self._core):
             raise BackendUnavailableError(
@@ -83,15 +90,14 @@ class OpenVinoBackend(Backend):
     def _read_format(self) -> ModelFormat:
         shape = self._model.inputs[0].partial_shape
         fixed = None if shape.is_dynamic else (shape[2].get_length(), shape[3].get_length())
-
-        def meta(key: str) -> str | None:
+        channels = shape[1].get_length() if shape[1].is_static else None
+        meta: dict[str, str] = {}
+        # OpenVINO keeps ONNX metadata_props under rt_info["framework"]; ask for our keys.
+        for key in card_metadata(self.card, normalizes_inside=False):
             path = ["framework", key]
-            has = self._model.has_rt_info(path)
-            return self._model.get_rt_info(path).astype(str) if has else None
-
-        flag = meta(NORMALIZES_INSIDE_KEY)
-        normalizes = None if flag is None else flag.lower() == "true"
-        return ModelFormat(fixed, normalizes, meta(PRECISION_KEY) or "fp32")
+            if self._model.has_rt_info(path):
+                meta[key] = self._model.get_rt_info(path).astype(str)
+        return ModelFormat.from_metadata(fixed, meta, channels)
 
     @property
     def model_format(self) -> ModelFormat:

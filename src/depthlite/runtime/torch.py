@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from depthlite.models.checkpoint import load_state_dict
-from depthlite.models.midas_small import build_model
 from depthlite.runtime.base import Backend, ModelFormat
-from depthlite.specs import ModelSpec
+from depthlite.zoo.architectures import build_network
+from depthlite.zoo.cards import ModelCard
 
 __all__ = ["TorchBackend"]
 
@@ -27,13 +27,19 @@ class TorchBackend(Backend):
     name = "torch"
 
     def __init__(
-        self, model_path: Path, spec: ModelSpec, threads: int | None = None, precision: str = "fp32"
+        self,
+        model_path: Path,
+        card: ModelCard,
+        threads: int | None = None,
+        precision: str = "fp32",
+        *,
+        preoptimized: bool = False,
     ) -> None:
-        super().__init__(model_path, spec, threads, precision)
+        super().__init__(model_path, card, threads, precision)
         with _THREADS_LOCK:
             # torch's thread pool is process-wide: the last backend created sets it.
             torch.set_num_threads(self.threads)
-        self._model = build_model(spec.architecture, load_state_dict(self.model_path))
+        self._model = build_network(card, load_state_dict(self.model_path))
 
     @property
     def model_format(self) -> ModelFormat:

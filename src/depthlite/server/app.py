@@ -8,7 +8,7 @@ process (the tests do) and nothing happens at import time.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -20,7 +20,7 @@ from depthlite.server.errors import install_error_handlers
 from depthlite.server.logs import configure_logging
 from depthlite.server.middleware import AccessMiddleware
 from depthlite.server.routes import depth, health, jobs, live, metrics, models, ui
-from depthlite.server.service import Service, build_estimator
+from depthlite.server.service import Service, build_estimators
 from depthlite.server.settings import Settings, load_settings
 
 __all__ = ["app_from_env", "create_app"]
@@ -28,7 +28,8 @@ __all__ = ["app_from_env", "create_app"]
 logger = logging.getLogger(__name__)
 
 _DESCRIPTION = """\
-Monocular depth (MiDaS v2.1 small) on the CPU.
+Monocular depth on the CPU: the MiDaS family and Depth Anything V2 (`GET /v1/models` lists
+what this server loaded; requests choose with `?model=`).
 
 `POST /v1/depth` with an image (multipart field `file`, or the raw bytes) returns its depth map:
 a colour PNG by default, or `format=jpeg|png16|npy|pfm|side|json`. Errors are JSON
@@ -50,7 +51,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     service.start()
     logger.info(
         "serving %s with %d worker(s), queue %d",
-        service.estimator,
+        ", ".join(map(repr, service.estimators.values())),
         service.settings.workers,
         service.settings.queue_size,
     )
@@ -61,15 +62,23 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(
-    settings: Settings | None = None, estimator: DepthEstimator | None = None
+    settings: Settings | None = None,
+    estimator: DepthEstimator | Sequence[DepthEstimator] | None = None,
 ) -> FastAPI:
-    """A new app. ``estimator`` replaces the one ``settings`` describe (tests inject theirs).
+    """A new app. ``estimator`` (one, or one per model) replaces those ``settings`` describe
+    (tests inject theirs); the first is the default model.
 
     Nothing is loaded here: the lifespan start-up starts the workers and loads and warms the
     model in the background (``/readyz`` turns 200 when done).
     """
     settings = settings if settings is not None else Settings()
-    service = Service(settings, estimator if estimator is not None else build_estimator(settings))
+    if estimator is None:
+        estimators = build_estimators(settings)
+    elif isinstance(estimator, DepthEstimator):
+        estimators = [estimator]
+    else:
+        estimators = list(estimator)
+    service = Service(settings, estimators)
     app = FastAPI(
         title="depthlite",
         version=__version__,

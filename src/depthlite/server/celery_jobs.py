@@ -16,9 +16,9 @@ from typing import Any
 
 from celery.result import AsyncResult
 
-from depthlite.estimator import DepthEstimator
 from depthlite.fsutil import atomic_path
 from depthlite.jobs.celery_app import make_celery
+from depthlite.jobs.local import EstimatorPicker
 from depthlite.jobs.protocol import TASK_NAME, JobTaskCancelled, cancel_key, done_key, job_payload
 from depthlite.jobs.shared import open_store
 from depthlite.jobs.store import Job, JobStore
@@ -39,12 +39,12 @@ class CeleryJobBackend(JobBackend):
     def __init__(
         self,
         store: JobStore,
-        estimator: DepthEstimator,
+        pick: EstimatorPicker,
         pool: WorkerPool,
         settings: Settings,
         **limits: int,
     ) -> None:
-        super().__init__(store, estimator, pool, **limits)
+        super().__init__(store, pick, pool, **limits)
         import redis
 
         config = settings.queue_config()

@@ -15,9 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from depthlite.estimator import DepthEstimator
 from depthlite.hub import cache_dir
-from depthlite.jobs.local import EmbeddedRunner
+from depthlite.jobs.local import EmbeddedRunner, EstimatorPicker
 from depthlite.jobs.spec import JobSpec, JobStateError
 from depthlite.jobs.store import Job, JobStore
 from depthlite.server.exceptions import (
@@ -46,7 +45,7 @@ class JobBackend:
     def __init__(
         self,
         store: JobStore,
-        estimator: DepthEstimator,
+        pick: EstimatorPicker,
         pool: WorkerPool,
         *,
         max_tries: int = 3,
@@ -55,7 +54,7 @@ class JobBackend:
         self.store = store
         self.max_tries = max_tries
         self.max_jobs = max_jobs
-        self.estimator = estimator
+        self.pick = pick
         self.pool = pool
         self.runner: EmbeddedRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -75,7 +74,7 @@ class JobBackend:
                 return
             self._loop = loop
             self.runner = EmbeddedRunner(
-                self.store, self.estimator, self._run_on_pool, max_tries=self.max_tries
+                self.store, self.pick, self._run_on_pool, max_tries=self.max_tries
             )
             self.runner.start()
 
@@ -138,13 +137,11 @@ class JobBackend:
         return job
 
 
-def build_job_backend(
-    settings: Settings, estimator: DepthEstimator, pool: WorkerPool
-) -> JobBackend:
+def build_job_backend(settings: Settings, pick: EstimatorPicker, pool: WorkerPool) -> JobBackend:
     store = JobStore(jobs_root(settings), ttl=settings.job_ttl)
     limits = {"max_tries": settings.queue_max_tries, "max_jobs": settings.max_jobs}
     if settings.queue:
         from depthlite.server.celery_jobs import CeleryJobBackend
 
-        return CeleryJobBackend(store, estimator, pool, settings, **limits)
-    return JobBackend(store, estimator, pool, **limits)
+        return CeleryJobBackend(store, pick, pool, settings, **limits)
+    return JobBackend(store, pick, pool, **limits)

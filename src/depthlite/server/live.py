@@ -66,8 +66,9 @@ class LiveFrame:
 class LiveSession:
     """One connection: its normaliser, colour map, newest pending frame and counters."""
 
-    def __init__(self, options: LiveOptions) -> None:
+    def __init__(self, options: LiveOptions, estimator: DepthEstimator) -> None:
         self.options = options
+        self.estimator = estimator  # the model this stream chose (?model=)
         self.colormap = options.colormap
         self.normalizer = TemporalNormalizer(options.normalizer)
         self.received = 0
@@ -108,7 +109,7 @@ def render_live(est: DepthEstimator, session: LiveSession, seq: int, data: bytes
     result = est.predict(rgb)
     predicted = time.perf_counter()
     # One frame per session at a time (see the module docstring): the normaliser is not shared.
-    levels = session.normalizer.levels(result.depth)
+    levels = session.normalizer.levels(result.display_depth)
     cut = session.normalizer.cuts
     jpeg = encode_jpeg(apply_palette(levels, session.colormap), quality=_JPEG_QUALITY)
     done = time.perf_counter()

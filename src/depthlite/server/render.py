@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from depthlite.estimator import DepthEstimator, DepthResult
-from depthlite.imageio import OUTPUT_SUFFIX, encode_jpeg, encode_outputs, load_image
+from depthlite.imageio import OUTPUT_SUFFIX, encode_jpeg, load_image
 from depthlite.server.schemas import DepthSummary
 
 __all__ = ["MEDIA_TYPES", "STAGES", "DepthJob", "RenderedDepth", "render_depth", "server_timing"]
@@ -89,6 +89,8 @@ def _summary_json(
     summary = DepthSummary(
         **stats,  # type: ignore[arg-type]
         network_input=result.network_output.shape[-2:],
+        kind=result.kind,
+        unit=result.unit,
         model=result.model,
         backend=result.backend,
         precision=est.precision,
@@ -102,7 +104,7 @@ def _encode(job: DepthJob, result: DepthResult) -> bytes:
     if job.fmt == "jpeg":
         return encode_jpeg(result.colorize(job.colormap), quality=_JPEG_QUALITY)
     # One encoder for files and the API: the same bytes `depthlite predict` writes.
-    return encode_outputs(result.depth, result.image, [job.fmt], job.colormap)[job.fmt]
+    return result.encode([job.fmt], job.colormap)[job.fmt]
 
 
 def render_depth(est: DepthEstimator, job: DepthJob) -> RenderedDepth:

@@ -19,7 +19,7 @@ import uvicorn
 from depthlite.errors import EXIT_FAILURE, EXIT_OK
 from depthlite.server.app import create_app
 from depthlite.server.logs import configure_logging
-from depthlite.server.service import Service, build_estimator
+from depthlite.server.service import Service, build_estimators
 from depthlite.server.settings import Settings
 
 __all__ = ["serve"]
@@ -66,13 +66,14 @@ def _graceful_stop_is_success() -> Iterator[None]:
 
 
 def serve(settings: Settings) -> int:
-    """Load the model (fatal errors surface before the port opens), then serve until stopped."""
+    """Load the models (fatal errors surface before the port opens), then serve until stopped."""
     configure_logging(settings.log_format, settings.log_level)
-    estimator = build_estimator(settings)
-    # Resolving the model file (download, conversion) can fail for good; fail fast here, with
+    estimators = build_estimators(settings)
+    # Resolving a model file (download, conversion) can fail for good; fail fast here, with
     # the library's error and exit code, instead of a server that never becomes ready.
-    estimator.load()
-    app = create_app(settings, estimator)
+    for estimator in estimators:
+        estimator.load()
+    app = create_app(settings, estimators)
     config = uvicorn.Config(
         app,
         host=settings.host,

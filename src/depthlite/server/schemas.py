@@ -1,6 +1,7 @@
 """The API's vocabulary: parameter enums (generated from the library's tables) and bodies.
 
-Every enum here is built from the library's single sources of truth (``depthlite.specs``,
+Every enum here is built from the library's single sources of truth (``depthlite.options``,
+``depthlite.zoo``,
 ``depthlite.colorize.COLORMAPS``, ``depthlite.imageio.OUTPUT_FORMATS``), so a new colour map
 or output format appears in the API and its OpenAPI document without an edit here.
 """
@@ -13,11 +14,12 @@ from pydantic import BaseModel, Field
 
 from depthlite.colorize import COLORMAPS
 from depthlite.imageio import OUTPUT_FORMATS
-from depthlite.specs import PRECISIONS, RESIZE_MODES
+from depthlite.options import PRECISIONS, RESIZE_MODES
 
 __all__ = [
     "API_FORMATS",
     "COLORMAP_NAMES",
+    "MODEL_QUERY_HELP",
     "ColormapName",
     "DepthSummary",
     "ErrorBody",
@@ -25,6 +27,7 @@ __all__ = [
     "InputPolicyInfo",
     "JobInfo",
     "JobProgress",
+    "LicenceInfo",
     "ModelFileInfo",
     "ModelInfo",
     "ModelsBody",
@@ -44,6 +47,8 @@ OutputFormat = Literal[API_FORMATS]  # type: ignore[valid-type]
 ColormapName = Literal[COLORMAP_NAMES]  # type: ignore[valid-type]
 ResizeMode = Literal[RESIZE_MODES]  # type: ignore[valid-type]
 PrecisionName = Literal[PRECISIONS]  # type: ignore[valid-type]
+# Any known name or alias; whether the server loaded it is checked per request (422 lists them).
+MODEL_QUERY_HELP = "model to use (default: the server's first); GET /v1/models lists the loaded"
 
 
 class ErrorBody(BaseModel):
@@ -63,6 +68,11 @@ class DepthSummary(BaseModel):
     mean: float | None
     percentiles: dict[str, float | None] = Field(description='keys "1", "5", "50", "95", "99"')
     network_input: tuple[int, int] = Field(description="[height, width] the network ran at")
+    kind: str = Field(
+        description="relative_inverse_depth | relative_disparity | metric_depth (min/max/"
+        "percentiles are then in the unit)"
+    )
+    unit: str | None = Field(description='"m" for metric depth; null for relative outputs')
     model: str
     backend: str
     precision: str
@@ -74,19 +84,35 @@ class InputPolicyInfo(BaseModel):
     size: int
     multiple_of: int
     resize: str
+    rule: str = Field(description="upper_bound | lower_bound | minimal (keep_aspect's rule)")
     mean: tuple[float, float, float] | None
     std: tuple[float, float, float] | None
 
 
 class ModelFileInfo(BaseModel):
     name: str = Field(description="file name (the full path stays private)")
-    origin: str = Field(description="converted | official-onnx | checkpoint | user")
+    origin: str = Field(description="converted | official-onnx | checkpoint | quantized | user")
+    steps: list[str] = Field(description="how the file was resolved, step by step")
+
+
+class LicenceInfo(BaseModel):
+    spdx: str
+    commercial: bool = Field(description="whether the licence allows commercial use")
+    url: str
+    note: str = Field(description="where sources disagree, or what to read first")
 
 
 class ModelInfo(BaseModel):
     name: str
+    aliases: list[str]
+    family: str
     description: str
+    params: int
     output: str
+    kind: str = Field(description="relative_inverse_depth | relative_disparity | metric_depth")
+    unit: str | None
+    licence: LicenceInfo
+    default: bool = Field(description="requests without ?model= use this one")
     backend: str
     precision: str
     precisions: list[str] = Field(description="precisions this server answers (query param)")

@@ -1,10 +1,12 @@
-"""What one app instance owns: settings, the shared estimator, the pool, metrics, lifecycle.
+"""What one app instance owns: settings, the shared estimators, the pool, metrics, lifecycle.
 
-Lifecycle: ``start`` (lifespan start-up) starts the workers and loads + warms the model in a
-background thread, so ``/healthz`` answers at once and ``/readyz`` says when the model is ready;
-requests before that get 503 ``not_ready`` and never pay for the load. ``begin_shutdown`` (the
-first SIGTERM) makes new requests 503 ``shutting_down``; ``stop`` (lifespan shutdown) lets the
-admitted work finish, up to ``shutdown_timeout``.
+Several models may be served (``--models a,b``): each is loaded and warmed once, and requests
+choose with ``?model=`` (default: the first). Lifecycle: ``start`` (lifespan start-up) starts
+the workers and loads + warms the models in a background thread, so ``/healthz`` answers at
+once and ``/readyz`` says when they are ready; requests before that get 503 ``not_ready`` and
+never pay for the load. ``begin_shutdown`` (the first SIGTERM) makes new requests 503
+``shutting_down``; ``stop`` (lifespan shutdown) lets the admitted work finish, up to
+``shutdown_timeout``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -29,22 +32,37 @@ from depthlite.server.jobs import build_job_backend
 from depthlite.server.live import LiveRegistry
 from depthlite.server.metrics import ServerMetrics
 from depthlite.server.pool import WorkerPool
-from depthlite.server.schemas import InputPolicyInfo, ModelFileInfo, ModelInfo
+from depthlite.server.schemas import InputPolicyInfo, LicenceInfo, ModelFileInfo, ModelInfo
 from depthlite.server.settings import Settings
+from depthlite.zoo import get_card
 
-__all__ = ["Service", "build_estimator"]
+__all__ = ["Service", "build_estimators"]
 
 logger = logging.getLogger(__name__)
 
 # Warm-up inputs (height, width): landscape, portrait and square photos give the three network
-# shapes keep_aspect produces most (192x256, 256x192, 256x256); ONNX Runtime's first run of
-# each shape is the slow one.
+# shapes keep_aspect produces most (for MiDaS small 192x256, 256x192, 256x256); ONNX Runtime's
+# first run of each shape is the slow one.
 _WARMUP_SHAPES = ((480, 640), (640, 480), (256, 256))
 
 
-def build_estimator(settings: Settings) -> DepthEstimator:
-    """The estimator ``settings`` describe; nothing is loaded yet."""
-    return DepthEstimator.from_options(settings, progress=False)
+def build_estimators(settings: Settings) -> list[DepthEstimator]:
+    """One estimator per served model, as ``settings`` describe; nothing is loaded yet."""
+    return [
+        DepthEstimator.from_options(_ModelOptions(settings, name), progress=False)
+        for name in settings.models
+    ]
+
+
+class _ModelOptions:
+    """The settings seen as one model's estimator options (``model`` is one of ``models``)."""
+
+    def __init__(self, settings: Settings, model: str) -> None:
+        self._settings = settings
+        self.model = model
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._settings, name)
 
 
 def _warmup_image(height: int, width: int) -> np.ndarray:
@@ -59,20 +77,24 @@ def _warmup_image(height: int, width: int) -> np.ndarray:
 class Service:
     """State shared by every request of one app (``app.state.service``)."""
 
-    def __init__(self, settings: Settings, estimator: DepthEstimator) -> None:
+    def __init__(self, settings: Settings, estimators: Sequence[DepthEstimator]) -> None:
+        if not estimators:
+            raise InvalidOptionError("a server needs at least one model")
         self.settings = settings
-        self.estimator = estimator
+        # Canonical name -> estimator, in --models order; the first is the default.
+        self.estimators = {est.card.name: est for est in estimators}
+        self.estimator = estimators[0]
         self.pool = WorkerPool(settings.workers, settings.queue_size, settings.queue_timeout)
         self.metrics = ServerMetrics(self.pool.stats, self.is_ready)
         self.live = LiveRegistry(settings.live_max_connections)
-        self.jobs = build_job_backend(settings, estimator, self.pool)
+        self.jobs = build_job_backend(settings, self.pick, self.pool)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.metrics.live_connections.set_function(lambda: self.live.active)
         self._ready = threading.Event()
         self._draining = threading.Event()
         self._load_error: BaseException | None = None
         self._warmup_ms = 0.0
-        self._model_info: ModelInfo | None = None
+        self._model_info: dict[str, ModelInfo] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -88,10 +110,11 @@ class Service:
     def _warm_up(self) -> None:
         start = time.perf_counter()
         try:
-            self.estimator.load()
-            for height, width in _WARMUP_SHAPES:
-                self.estimator.predict(_warmup_image(height, width), source="<warm-up>")
-            self._model_info = self._describe(loaded=True)
+            for name, est in self.estimators.items():
+                est.load()
+                for height, width in _WARMUP_SHAPES:
+                    est.predict(_warmup_image(height, width), source="<warm-up>")
+                self._model_info[name] = self._describe(est, loaded=True)
         except BaseException as exc:  # reported by /readyz and every request, never raised
             self._load_error = exc
             logger.error(
@@ -103,7 +126,9 @@ class Service:
         if not self._draining.is_set():
             assert self._loop is not None
             self.jobs.start(self._loop)
-        logger.info("model %s ready (load + warm-up %.0f ms)", self.estimator, self._warmup_ms)
+        logger.info(
+            "models %s ready (load + warm-up %.0f ms)", ", ".join(self.estimators), self._warmup_ms
+        )
 
     def begin_shutdown(self) -> None:
         """From now on new requests get 503; safe from a signal handler or any thread."""
@@ -146,29 +171,55 @@ class Service:
         if not self._ready.is_set():
             raise NotReadyError("the model is loading or warming up; try again shortly")
 
-    def check_precision(self, precision: str | None) -> None:
+    def pick(self, model: str | None) -> DepthEstimator:
+        """The estimator of ``model`` (a name or alias; None: the default); 422 otherwise."""
+        if model is None:
+            return self.estimator
+        found = self.estimators.get(get_card(model).name)
+        if found is None:
+            raise InvalidOptionError(
+                f"model {model!r} is not loaded on this server; loaded: "
+                f"{', '.join(self.estimators)} (start it with --models to change that)"
+            )
+        return found
+
+    def check_precision(self, precision: str | None, est: DepthEstimator | None = None) -> None:
         """A request's ``precision`` must be the one this server loaded."""
-        if precision is not None and precision != self.estimator.precision:
+        loaded = (est or self.estimator).precision
+        if precision is not None and precision != loaded:
             raise InvalidOptionError(
                 f"precision {precision!r} is not available on this server; it runs "
-                f"{self.estimator.precision!r} (start it with --precision to change that)"
+                f"{loaded!r} (start it with --precision to change that)"
             )
 
-    def model_info(self) -> ModelInfo:
-        """What /v1/models shows; never loads the model (that would block the event loop)."""
-        return self._model_info or self._describe(loaded=False)
+    def model_info(self) -> list[ModelInfo]:
+        """What /v1/models shows; never loads a model (that would block the event loop)."""
+        return [
+            self._model_info.get(name) or self._describe(est, loaded=False)
+            for name, est in self.estimators.items()
+        ]
 
-    def _describe(self, *, loaded: bool) -> ModelInfo:
-        est = self.estimator
+    def _describe(self, est: DepthEstimator, *, loaded: bool) -> ModelInfo:
+        card = est.card
         policy = file = None
         if loaded:
             # Only called from the warm-up thread, once the session exists.
             policy = InputPolicyInfo(**dataclasses.asdict(est.input_policy()))
-            file = ModelFileInfo(name=est.model_file.path.name, origin=est.model_file.origin)
+            resolved = est.model_file
+            file = ModelFileInfo(
+                name=resolved.path.name, origin=resolved.origin, steps=list(resolved.steps)
+            )
         return ModelInfo(
-            name=est.spec.name,
-            description=est.spec.description,
-            output=est.spec.output,
+            name=card.name,
+            aliases=list(card.aliases),
+            family=card.family,
+            description=card.description,
+            params=card.params,
+            output=card.output.description,
+            kind=card.output.kind,
+            unit=card.output.unit,
+            licence=LicenceInfo(**dataclasses.asdict(card.licence)),
+            default=est is self.estimator,
             backend=est.backend_name,
             precision=est.precision,
             precisions=[est.precision],

@@ -15,17 +15,16 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from depthlite.errors import InvalidOptionError
 from depthlite.imageio import DEFAULT_MAX_PIXELS
-from depthlite.specs import (
+from depthlite.options import (
     BACKENDS,
     DEFAULT_BACKEND,
-    DEFAULT_MODEL,
     DEFAULT_PRECISION,
     DEFAULT_RESIZE,
     RESIZE_MODES,
     check_choice,
     check_precision,
-    get_spec,
 )
+from depthlite.zoo import DEFAULT_MODEL, get_card
 
 if TYPE_CHECKING:
     from depthlite.jobs.protocol import QueueConfig
@@ -49,8 +48,14 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="interface to listen on")
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0: any free port)")
-    model: str = Field(DEFAULT_MODEL, description="model name")
-    weights: Path | None = Field(None, description="checkpoint (.pt) or ONNX file to serve")
+    models: Annotated[tuple[str, ...], NoDecode] = Field(
+        (DEFAULT_MODEL,),
+        description="comma-separated models to serve, each loaded once; the first is the "
+        "default, requests choose with ?model=",
+    )
+    weights: Path | None = Field(
+        None, description="checkpoint or ONNX file to serve (with exactly one model)"
+    )
     offline: bool | None = Field(None, description="never download weights")
     backend: str = Field(DEFAULT_BACKEND, description=f"runtime: {', '.join(BACKENDS)}")
     precision: str = Field(DEFAULT_PRECISION, description="precision the backend runs")
@@ -92,10 +97,20 @@ class Settings(BaseSettings):
     log_format: Literal["plain", "json"] = Field("plain", description="plain text or JSON lines")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
 
-    @field_validator("model")
+    @field_validator("models", mode="before")
     @classmethod
-    def _known_model(cls, value: str) -> str:
-        return get_spec(value).name  # aliases become the canonical name
+    def _split_models(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise InvalidOptionError("serve at least one model")
+        # Aliases become the canonical name; the same model twice is loaded once.
+        return tuple(dict.fromkeys(get_card(name).name for name in value))
 
     @field_validator("backend")
     @classmethod
@@ -124,6 +139,19 @@ class Settings(BaseSettings):
     def _empty_key_is_none(cls, value: Any) -> Any:
         # An empty key would accept "Authorization: Bearer " and look like protection.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _weights_for_one_model(self) -> Settings:
+        if self.weights is not None and len(self.models) != 1:
+            raise InvalidOptionError(
+                "--weights gives the file of one model: serve exactly one with --models"
+            )
+        return self
+
+    @property
+    def model(self) -> str:
+        """The default model (the first of ``models``)."""
+        return self.models[0]
 
     @model_validator(mode="after")
     def _precision_for_backend(self) -> Settings:

@@ -32,7 +32,7 @@ from depthlite.errors import InvalidOptionError
 from depthlite.estimator import DepthEstimator
 from depthlite.normalize import NormalizerOptions
 from depthlite.runtime.base import default_threads
-from depthlite.transforms import InputPolicy, postprocess, preprocess
+from depthlite.transforms import InputPolicy, preprocess
 from depthlite.video.ffmpeg import FrameReader, VideoInfo, probe
 from depthlite.video.sinks import FrameSink, open_sink, output_format
 
@@ -213,11 +213,13 @@ def process_video(
         raise
     run = _Run(
         infer or estimator.infer,
+        estimator.postprocess,
         policy,
         reader=reader,
         sink=sink,
         options=options,
         progress=progress,
+        negate=not estimator.near_is_larger and not sink.raw,
     )
     run.expected = _expected(info, options)
     start = time.perf_counter()
@@ -234,14 +236,18 @@ class _Run:
     def __init__(
         self,
         infer: Callable[[np.ndarray], np.ndarray],
+        upsample: Callable[[np.ndarray, int, int], np.ndarray],
         policy: InputPolicy,
         *,
         reader: FrameReader,
         sink: FrameSink,
         options: VideoOptions,
         progress: ProgressCallback | None,
+        negate: bool = False,
     ) -> None:
         self.infer_fn = infer
+        self.upsample = upsample
+        self.negate = negate
         self.policy = policy
         self.reader = reader
         self.sink = sink
@@ -291,7 +297,9 @@ class _Run:
     def infer(self) -> None:
         while (item := self.stages.get(self.frames)) is not _END:
             index, rgb, x = item
-            depth = postprocess(self.infer_fn(x), rgb.shape[0], rgb.shape[1])
+            depth = self.upsample(self.infer_fn(x), rgb.shape[0], rgb.shape[1])
+            if self.negate:
+                np.negative(depth, out=depth)
             if not self.stages.put(self.depths, (index, rgb, depth)):
                 return
         self.stages.put(self.depths, _END)

@@ -54,6 +54,9 @@ class FrameSink(ABC):
 
     encoder: str | None = None
     browser_safe: bool = True
+    # Raw sinks store the model's values; the others draw "near is bright" images, so metric
+    # depth reaches them negated (see the pipeline).
+    raw: bool = False
 
     def __init__(self, output: Path) -> None:
         self.output = output
@@ -170,6 +173,8 @@ class NpzSink(FrameSink):
     Frames stream to a temporary file, so memory stays flat however long the video is; the
     archive is assembled (uncompressed, so it can be memory-mapped) at the end.
     """
+
+    raw = True
 
     def __init__(self, output: Path, fps: Fraction, start: float) -> None:
         super().__init__(output)

@@ -15,6 +15,7 @@ from depthlite.colorize import DEFAULT_COLORMAP
 from depthlite.server.deps import ApiKey, AvailableService
 from depthlite.server.render import MEDIA_TYPES, DepthJob, render_depth, server_timing
 from depthlite.server.schemas import (
+    MODEL_QUERY_HELP,
     ColormapName,
     DepthSummary,
     ErrorBody,
@@ -101,8 +102,10 @@ def router() -> APIRouter:
         precision: Annotated[
             PrecisionName | None, Query(description="must be one the server loaded")
         ] = None,
+        model: Annotated[str | None, Query(description=MODEL_QUERY_HELP)] = None,
     ) -> Response:
-        service.check_precision(precision)
+        est = service.pick(model)
+        service.check_precision(precision, est)
         upload = await read_upload(request, service.settings.max_body_bytes)
         job = DepthJob(
             data=upload.data,
@@ -114,7 +117,7 @@ def router() -> APIRouter:
             source=upload.source,
             stem=upload.stem or "depth",
         )
-        rendered = await service.pool.submit(render_depth, service.estimator, job)
+        rendered = await service.pool.submit(render_depth, est, job)
         service.metrics.observe_stages(rendered.timings)
         disposition = "attachment" if rendered.attachment else "inline"
         headers = {

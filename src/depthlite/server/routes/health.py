@@ -25,6 +25,6 @@ def router() -> APIRouter:
     )
     async def readyz(service: ServiceDep) -> ReadyBody:
         service.check_available()
-        return ReadyBody(model=service.estimator.spec.name, warmup_ms=round(service.warmup_ms, 1))
+        return ReadyBody(model=service.estimator.card.name, warmup_ms=round(service.warmup_ms, 1))
 
     return api

@@ -32,6 +32,7 @@ from depthlite.normalize import (
 )
 from depthlite.server.deps import Owner, ServiceDep
 from depthlite.server.schemas import (
+    MODEL_QUERY_HELP,
     ColormapName,
     JobInfo,
     JobProgress,
@@ -41,6 +42,7 @@ from depthlite.server.schemas import (
 from depthlite.server.service import Service
 from depthlite.server.upload import SavedFile, save_uploads
 from depthlite.video.formats import X264_PRESETS
+from depthlite.zoo import get_card
 
 __all__ = ["router"]
 
@@ -156,9 +158,14 @@ def router() -> APIRouter:
         precision: Annotated[
             PrecisionName | None, Query(description="must be one the server loaded")
         ] = None,
+        model: Annotated[str | None, Query(description=MODEL_QUERY_HELP)] = None,
     ) -> JSONResponse:
-        if not service.settings.queue:  # with a queue, the workers' precision is what counts
-            service.check_precision(precision)
+        if service.settings.queue:  # with a queue, the workers' model and precision count
+            model = get_card(model).name if model is not None else None
+        else:
+            est = service.pick(model)
+            service.check_precision(precision, est)
+            model = est.card.name
         params: dict[str, object] = {
             "format": fmt,
             "colormap": colormap,
@@ -175,6 +182,7 @@ def router() -> APIRouter:
             "crf": crf,
             "preset": preset,
             "precision": precision,
+            "model": model,
         }
         job = await _create(request, service, owner, kind, params)
         headers = {**_headers(job), "Location": f"/v1/jobs/{job.id}"}

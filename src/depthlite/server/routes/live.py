@@ -108,7 +108,7 @@ async def _answer(
 ) -> bool:
     """Process one frame and send the outcome; False when the stream must end."""
     try:
-        frame = await service.pool.submit(render_live, service.estimator, session, seq, data)
+        frame = await service.pool.submit(render_live, session.estimator, session, seq, data)
     except (QueueFullError, QueueTimeoutError) as exc:
         service.metrics.live_frames.labels("busy").inc()
         await _send(
@@ -158,10 +158,12 @@ def router() -> APIRouter:
     @api.websocket("/live")
     async def live(
         ws: WebSocket,
+        *,
         colormap: str = DEFAULT_COLORMAP,
         normalize: str = "temporal",
         smoothing: float = DEFAULT_SMOOTHING,
         key: str | None = None,
+        model: str | None = None,
     ) -> None:
         service: Service = ws.app.state.service
         await ws.accept()
@@ -174,6 +176,7 @@ def router() -> APIRouter:
             return
         try:
             service.check_available()
+            est = service.pick(model)
             normalizer = NormalizerOptions(mode=normalize, smoothing=smoothing)
             options = LiveOptions(colormap.lower(), normalizer, service.settings.max_pixels)
         except InvalidOptionError as exc:
@@ -187,7 +190,7 @@ def router() -> APIRouter:
             await _refuse(ws, TRY_AGAIN_LATER, "overloaded", detail)
             return
         logger.info("live stream opened (%d open)", service.live.active)
-        session = LiveSession(options)
+        session = LiveSession(options, est)
         try:
             await _serve(ws, service, session)
         finally:

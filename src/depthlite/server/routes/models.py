@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from depthlite.colorize import DEFAULT_COLORMAP
+from depthlite.options import RESIZE_MODES
 from depthlite.server.deps import ApiKey, ServiceDep
 from depthlite.server.schemas import API_FORMATS, COLORMAP_NAMES, ErrorBody, ModelsBody
-from depthlite.specs import RESIZE_MODES
 
 __all__ = ["router"]
 
@@ -20,12 +20,12 @@ def router() -> APIRouter:
         responses={401: {"model": ErrorBody}},
     )
 
-    @api.get("/models", summary="The served model, its input policy and the API's options")
+    @api.get("/models", summary="The served models, their cards and the API's options")
     async def models(service: ServiceDep) -> ModelsBody:
         settings = service.settings
         return ModelsBody(
             version=service.version,
-            models=[service.model_info()],
+            models=service.model_info(),
             formats=list(API_FORMATS),
             colormaps=list(COLORMAP_NAMES),
             default_colormap=DEFAULT_COLORMAP,

@@ -1,4 +1,4 @@
-"""The default model path end to end: download -> verify -> convert -> cache, and the fallback."""
+"""The resolver end to end: download -> verify -> convert -> cache, its steps, the fallbacks."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import MODEL, test_image
-from depthlite import DepthEstimator, hub, modelfiles, specs
-from depthlite.specs import Artifact
+from depthlite import DepthEstimator, hub, zoo
+from depthlite.errors import BackendUnavailableError
+from depthlite.zoo import Artifact, Source, derive, resolver
 from httpserver import Route, Server
 
 
@@ -23,22 +24,24 @@ def serve_model(
     ckpt_bytes, onnx_bytes = checkpoint.read_bytes(), onnx.read_bytes()
     server.routes["/v2_1/midas_v21_small_256.pt"] = Route(body=ckpt_bytes)
     server.routes["/v2_1/model-small.onnx"] = Route(body=onnx_bytes)
-    spec = specs.get_spec(MODEL)
-    test_spec = dataclasses.replace(
-        spec,
+    card = zoo.get_card(MODEL)
+    official = card.official_onnx
+    assert official is not None
+    test_card = dataclasses.replace(
+        card,
         checkpoints=(
             Artifact(
-                filename="midas_v21_small_256.pt",
-                url=f"{server.url}/v2_1/midas_v21_small_256.pt",
-                kind="checkpoint",
+                "midas_v21_small_256.pt",
+                ".pt",
+                (Source(url=f"{server.url}/v2_1/midas_v21_small_256.pt"),),
                 sha256_prefix=hashlib.sha256(ckpt_bytes).hexdigest()[:8],
             ),
         ),
-        official_onnx=Artifact(
-            filename="model-small.onnx", url=f"{server.url}/v2_1/model-small.onnx", kind="onnx"
+        official_onnx=dataclasses.replace(
+            official, sources=(Source(url=f"{server.url}/v2_1/model-small.onnx"),)
         ),
     )
-    monkeypatch.setitem(specs.MODELS, MODEL, test_spec)
+    monkeypatch.setitem(zoo.CARDS, MODEL, test_card)
     monkeypatch.delenv("DEPTHLITE_OFFLINE")
     monkeypatch.setenv("no_proxy", "*")
 
@@ -51,14 +54,25 @@ def test_first_use_downloads_converts_and_caches(
     depth = first.predict(test_image(1, 90, 160)).depth
     assert first.model_file.origin == "converted"
     assert server.hits == ["/v2_1/midas_v21_small_256.pt"]
-    sha = hub.file_sha256(checkpoint)
-    assert first.model_file.path == modelfiles.converted_path(specs.get_spec(MODEL), sha)
+    assert first.model_file.steps == (
+        "checkpoint midas_v21_small_256.pt (downloaded)",
+        f"export_onnx {MODEL}.onnx (made now)",
+        f"optimize_ort {MODEL}-optimized.onnx (made now)",
+    )
+    # Every derived file is described by its manifest: recipe, input digest, tools.
+    made = {m.recipe: m for m in derive.derived_files(MODEL)}
+    assert set(made) == {"export_onnx", "optimize_ort"}
+    assert made["export_onnx"].input_sha256 == hub.file_sha256(checkpoint)
+    assert made["optimize_ort"].input_sha256 == made["export_onnx"].output_sha256
+    assert made["export_onnx"].tools["torch"] == "2.13.0+cpu"
+    assert made["optimize_ort"].path == first.model_file.path
 
     # Second use: offline, from the cache, and without converting again (even without torch).
     monkeypatch.setenv("DEPTHLITE_OFFLINE", "1")
-    monkeypatch.setattr(modelfiles, "torch_available", lambda: False)
+    monkeypatch.setattr(resolver, "torch_available", lambda: False)
     second = DepthEstimator()
     assert second.model_file.path == first.model_file.path
+    assert all(step.endswith("(cached)") for step in second.model_file.steps)
     assert np.array_equal(second.predict(test_image(1, 90, 160)).depth, depth)
     assert len(server.hits) == 1
 
@@ -71,8 +85,8 @@ def test_without_torch_falls_back_to_the_official_onnx_and_says_so_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     serve_model(server, monkeypatch, checkpoint, official_style_onnx)
-    monkeypatch.setattr(modelfiles, "torch_available", lambda: False)
-    modelfiles._warn_official_onnx.cache_clear()
+    monkeypatch.setattr(resolver, "torch_available", lambda: False)
+    resolver._warn_official_onnx.cache_clear()
     with caplog.at_level(logging.WARNING, logger="depthlite"):
         estimators = [DepthEstimator(progress=False) for _ in range(2)]
         results = [est.predict(test_image(2, 100, 150)) for est in estimators]
@@ -97,8 +111,7 @@ def test_offline_with_only_the_official_onnx_cached_uses_it(
     official_style_onnx: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Exactly what the offline error tells users to do: place model-small.onnx by hand.
-    spec = specs.get_spec(MODEL)
-    target = hub.model_dir(spec) / "model-small.onnx"
+    target = hub.model_dir(zoo.get_card(MODEL)) / "model-small.onnx"
     target.parent.mkdir(parents=True)
     target.write_bytes(official_style_onnx.read_bytes())
     with caplog.at_level(logging.WARNING, logger="depthlite"):
@@ -110,13 +123,35 @@ def test_offline_with_only_the_official_onnx_cached_uses_it(
 
 
 def test_derived_files_are_readable_by_other_users(checkpoint: Path, converted_onnx: Path) -> None:
-    from depthlite.runtime.onnx import optimized_model_path
-
-    spec = specs.get_spec(MODEL)
-    converted = modelfiles.ensure_converted(spec, checkpoint)
-    DepthEstimator(weights=converted_onnx).load()
-    for path in (converted, optimized_model_path(converted_onnx)):
+    converted, made = resolver.ensure_converted(zoo.get_card(MODEL), checkpoint)
+    assert made
+    optimized = DepthEstimator(weights=converted_onnx).model_file.path
+    for path in (converted, optimized, converted.parent / derive.MANIFEST):
         assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+def test_a_changed_recipe_input_is_a_new_derivation(checkpoint: Path, tmp_path: Path) -> None:
+    card = zoo.get_card(MODEL)
+    first, made = resolver.ensure_converted(card, checkpoint)
+    again, made_again = resolver.ensure_converted(card, checkpoint)
+    assert (again, made, made_again) == (first, True, False)
+    other = tmp_path / "other.pt"
+    data = bytearray(checkpoint.read_bytes())
+    other.write_bytes(bytes(data))
+    # Same bytes under another name: the same derivation (the key is the content).
+    assert resolver.ensure_converted(card, other)[0] == first
+
+
+def test_a_model_without_official_onnx_and_without_torch_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(resolver, "torch_available", lambda: False)
+    with pytest.raises(BackendUnavailableError) as info:
+        DepthEstimator("dpt_hybrid_384").load()
+    message = str(info.value)
+    assert "no official ONNX export" in message
+    assert "depthlite[torch]" in message
+    assert "depthlite convert --model dpt_hybrid_384 -o" in message
 
 
 def test_dynamic_onnx_without_metadata_is_assumed_plain_and_warned(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,11 +33,27 @@ class Server:
 class _Handler(BaseHTTPRequestHandler):
     state: Server  # set on a per-server subclass
 
+    def do_HEAD(self) -> None:
+        """What a Hugging Face "resolve" URL answers: the commit, the LFS ETag, the size."""
+        state = self.state
+        state.hits.append(f"HEAD {self.path}")
+        route = state.routes.get(self.path.split("?")[0], Route(kind="status", status=404))
+        if route.kind == "status":
+            self.send_response(route.status)
+            self.send_header("X-Error-Code", "EntryNotFound")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("X-Repo-Commit", "0" * 40)
+        self.send_header("ETag", f'"{hashlib.sha256(route.body).hexdigest()}"')
+        self.send_header("Content-Length", str(len(route.body)))
+        self.end_headers()
+
     def do_GET(self) -> None:
         state = self.state
         state.hits.append(self.path)
         state.user_agents.append(self.headers.get("User-Agent", ""))
-        route = state.routes.get(self.path, Route(kind="status", status=404))
+        route = state.routes.get(self.path.split("?")[0], Route(kind="status", status=404))
         if route.kind == "hang":
             state.release.wait(5)
             return

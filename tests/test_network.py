@@ -12,34 +12,37 @@ import torch
 from conftest import DATA, MODEL, TOLERANCE, rel_error
 from depthlite.errors import WeightsError
 from depthlite.models.checkpoint import load_state_dict, save_state_dict
-from depthlite.models.midas_small import build_model, state_dict_layout
 from depthlite.models.synthetic import synthetic_state_dict
+from depthlite.zoo import get_card
+from depthlite.zoo.architectures import build_network, state_dict_layout
+
+CARD = get_card(MODEL)
 
 
 @pytest.fixture(scope="module")
 def reference_model(checkpoint: Path) -> torch.nn.Module:
-    return build_model("midas_small", load_state_dict(checkpoint))
+    return build_network(CARD, load_state_dict(checkpoint))
 
 
 def test_state_dict_keys_order_shapes_match_the_original() -> None:
     expected = [
         (k, tuple(s), d) for k, s, d in json.loads((DATA / f"{MODEL}_keys.json").read_text())
     ]
-    assert list(state_dict_layout(build_model("midas_small"))) == expected
+    assert list(state_dict_layout(build_network(CARD))) == expected
     assert len(expected) == 482
 
 
 def test_parameter_count_matches_the_original() -> None:
-    model = build_model("midas_small")
+    model = build_network(CARD)
     assert sum(p.numel() for p in model.parameters()) == 21_320_545
 
 
 def test_official_layout_checkpoint_loads_strictly(checkpoint: Path) -> None:
     sd = load_state_dict(checkpoint)
-    build_model("midas_small").load_state_dict(sd, strict=True)
+    build_network(CARD).load_state_dict(sd, strict=True)
     sd.pop("scratch.output_conv.4.bias")
     with pytest.raises(WeightsError, match=r"1 missing keys.*output_conv\.4\.bias"):
-        build_model("midas_small", sd)
+        build_network(CARD, sd)
 
 
 def test_foreign_checkpoint_is_one_readable_error() -> None:
@@ -47,7 +50,7 @@ def test_foreign_checkpoint_is_one_readable_error() -> None:
     sd["extra.weight"] = torch.zeros(3)
     sd["scratch.layer1_rn.weight"] = torch.zeros(1, 2, 3, 3)
     with pytest.raises(WeightsError, match="1 unexpected, 1 with other shapes"):
-        build_model("midas_small", sd)
+        build_network(CARD, sd)
 
 
 def test_training_snapshot_layout_is_accepted(tmp_path: Path) -> None:

@@ -9,16 +9,15 @@ keys is copied; the encoder is described by a small table instead of the origina
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from depthlite.errors import WeightsError
+from depthlite.models.blocks import FeatureFusionBlockCustom, Interpolate, Scratch, make_scratch
 
-__all__ = ["MidasSmall", "build_model"]
+__all__ = ["MidasSmall"]
 
 _BN_EPS = 1e-3  # TensorFlow's default, which the tf_ EfficientNet ports keep
 _FEATURES = 64
@@ -157,63 +156,23 @@ class Encoder(nn.Module):
         self.layer4 = nn.Sequential(stages[5], stages[6])
 
 
-class ResidualConvUnit(nn.Module):
-    """``x + conv2(relu(conv1(relu(x))))``, with biases (the decoder has no batch norm)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, 1, 1, bias=True)
-        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
-
-
-class FeatureFusionBlock(nn.Module):
-    """Merge a decoder path with a skip connection, refine, upsample x2, project."""
-
-    def __init__(self, channels: int, out_channels: int) -> None:
-        super().__init__()
-        # Registration order matters: it is the checkpoint's key order.
-        self.out_conv = nn.Conv2d(channels, out_channels, 1, 1, 0, bias=True)
-        self.resConfUnit1 = ResidualConvUnit(channels)
-        self.resConfUnit2 = ResidualConvUnit(channels)
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        out = x if skip is None else x + self.resConfUnit1(skip)
-        out = self.resConfUnit2(out)
-        out = F.interpolate(out, scale_factor=2.0, mode="bilinear", align_corners=True)
-        return self.out_conv(out)
-
-
-class Upsample2x(nn.Module):
-    """Bilinear x2 with ``align_corners=False`` (the original ``Interpolate`` in output_conv)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-
-
-class Scratch(nn.Module):
+def _make_decoder(features: int = _FEATURES) -> Scratch:
     """The MiDaS decoder: reassemble convs, four fusion blocks and the output head."""
-
-    def __init__(self, features: int = _FEATURES) -> None:
-        super().__init__()
-        widths = (features, features * 2, features * 4, features * 8)  # expand=True
-        pairs = zip(_ENCODER_CHANNELS, widths, strict=True)
-        rn = [nn.Conv2d(c, w, 3, 1, 1, bias=False) for c, w in pairs]
-        self.layer1_rn, self.layer2_rn, self.layer3_rn, self.layer4_rn = rn
-        self.refinenet4 = FeatureFusionBlock(widths[3], widths[2])
-        self.refinenet3 = FeatureFusionBlock(widths[2], widths[1])
-        self.refinenet2 = FeatureFusionBlock(widths[1], widths[0])
-        self.refinenet1 = FeatureFusionBlock(widths[0], widths[0])
-        self.output_conv = nn.Sequential(
-            nn.Conv2d(features, features // 2, 3, 1, 1),
-            Upsample2x(),
-            nn.Conv2d(features // 2, 32, 3, 1, 1),
-            nn.ReLU(),
-            nn.Conv2d(32, 1, 1, 1, 0),
-            nn.ReLU(),  # non_negative=True: the output is inverse depth, never below zero
-        )
+    scratch = make_scratch(_ENCODER_CHANNELS, features, expand=True)
+    widths = (features, features * 2, features * 4, features * 8)
+    scratch.refinenet4 = FeatureFusionBlockCustom(widths[3], nn.ReLU(), expand=True)
+    scratch.refinenet3 = FeatureFusionBlockCustom(widths[2], nn.ReLU(), expand=True)
+    scratch.refinenet2 = FeatureFusionBlockCustom(widths[1], nn.ReLU(), expand=True)
+    scratch.refinenet1 = FeatureFusionBlockCustom(widths[0], nn.ReLU())
+    scratch.output_conv = nn.Sequential(
+        nn.Conv2d(features, features // 2, 3, 1, 1),
+        Interpolate(scale_factor=2.0, mode="bilinear", align_corners=False),
+        nn.Conv2d(features // 2, 32, 3, 1, 1),
+        nn.ReLU(),
+        nn.Conv2d(32, 1, 1, 1, 0),
+        nn.ReLU(),  # non_negative=True: the output is inverse depth, never below zero
+    )
+    return scratch
 
 
 class MidasSmall(nn.Module):
@@ -223,7 +182,7 @@ class MidasSmall(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.pretrained = Encoder()
-        self.scratch = Scratch()
+        self.scratch = _make_decoder()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         enc = self.pretrained
@@ -244,41 +203,6 @@ class MidasSmall(nn.Module):
             if isinstance(module, Conv2dSame):
                 module.static_pad = static
 
-
-_ARCHITECTURES = {"midas_small": MidasSmall}
-
-
-def build_model(architecture: str, state_dict: dict[str, torch.Tensor] | None = None) -> nn.Module:
-    """Build a network by its spec ``architecture`` name in eval mode, optionally loaded
-    (strictly) from ``state_dict``."""
-    model = _ARCHITECTURES[architecture]()
-    if state_dict is not None:
-        _check_layout(model, state_dict, architecture)
-        model.load_state_dict(state_dict, strict=True)
-    return model.eval()
-
-
-def _check_layout(model: nn.Module, state_dict: dict[str, torch.Tensor], architecture: str) -> None:
-    """One readable line instead of torch's pages of key names for a foreign checkpoint."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    reshaped = [
-        k
-        for k, v in state_dict.items()
-        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
-    ]
-    if missing or unexpected or reshaped:
-        first = (missing or unexpected or reshaped)[0]
-        raise WeightsError(
-            f"not a {architecture} checkpoint: {len(missing)} missing keys, {len(unexpected)} "
-            f"unexpected, {len(reshaped)} with other shapes (first: {first!r})"
-        )
-
-
-def state_dict_layout(model: nn.Module) -> Sequence[tuple[str, tuple[int, ...], str]]:
-    """``[key, shape, dtype]`` in order: what the conformance key list records."""
-    return [
-        (k, tuple(v.shape), str(v.dtype).removeprefix("torch."))
-        for k, v in model.state_dict().items()
-    ]
+    def set_export_mode(self, enabled: bool) -> None:
+        """The export switch every network offers: here, :meth:`set_static_padding`."""
+        self.set_static_padding(enabled)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from depthlite.errors import WeightsError
 from depthlite.zoo.cards import ModelCard
+from depthlite.zoo.catalog import CARDS
 
 if TYPE_CHECKING:
     import torch
@@ -24,6 +25,7 @@ __all__ = [
     "build_network",
     "identify_checkpoint",
     "meta_network",
+    "state_dict_layout",
 ]
 
 
@@ -49,11 +51,11 @@ ARCHITECTURES: dict[str, Architecture] = {
         "inverse_depth",
     ),
     "midas_v21": Architecture(
-        "depthlite.models.midas_large:MidasNet", (384, 384), ((384, 384), (288, 384)),
+        "depthlite.models.midas_large:MidasLarge", (256, 256), ((384, 512), (224, 384)),
         "inverse_depth",
     ),
     "dpt": Architecture(
-        "depthlite.models.dpt:DPTDepth", (384, 384), ((384, 384), (384, 512)), "inverse_depth"
+        "depthlite.models.dpt:DPTDepth", (256, 256), ((384, 512), (224, 384)), "inverse_depth"
     ),
     "depth_anything_v2": Architecture(
         "depthlite.models.depth_anything:DepthAnythingV2", (518, 518), ((364, 490), (518, 686)),
@@ -118,8 +120,8 @@ def _check_layout(card: ModelCard, model: torch.nn.Module, state_dict: dict[str,
         return
     looks_like = identify_checkpoint(state_dict)
     hint = (
-        f"; it looks like a {looks_like} checkpoint: pass --model {looks_like}"
-        if looks_like and looks_like != card.name
+        f"; it has the layout of {' or '.join(looks_like)}: pass --model {looks_like[0]}"
+        if looks_like
         else ""
     )
     raise WeightsError(
@@ -128,19 +130,26 @@ def _check_layout(card: ModelCard, model: torch.nn.Module, state_dict: dict[str,
     )
 
 
-def identify_checkpoint(state_dict: dict[str, Any]) -> str | None:
-    """The first card whose network has exactly this key layout, or None.
+def identify_checkpoint(state_dict: dict[str, Any]) -> list[str]:
+    """The cards whose network has exactly this key layout (none: an unknown checkpoint).
 
-    Cards that share a network (the metric heads of the same encoder) are told apart by
-    nothing in the weights, so the first of them is named.
+    Cards that share a network (Depth Anything V2 Small and its metric heads) are told apart
+    by nothing in the weights, so all of them are named.
     """
-    from depthlite.zoo.catalog import CARDS
-
+    found: dict[tuple[str, tuple[tuple[str, Any], ...]], bool] = {}
+    names = []
     for card in CARDS.values():
-        try:
-            model = _construct(card, meta=True)
-        except ImportError:  # an architecture whose module is not available
-            continue
-        if _layout_problems(model, state_dict)[:3] == (0, 0, 0):
-            return card.name
-    return None
+        key = (card.architecture, tuple((k, v) for k, v in card.arch_args if k != "max_depth"))
+        if key not in found:
+            found[key] = _layout_problems(_construct(card, meta=True), state_dict)[:3] == (0, 0, 0)
+        if found[key]:
+            names.append(card.name)
+    return names
+
+
+def state_dict_layout(model: torch.nn.Module) -> list[tuple[str, tuple[int, ...], str]]:
+    """``[key, shape, dtype]`` in order: what the conformance key lists record."""
+    return [
+        (k, tuple(v.shape), str(v.dtype).removeprefix("torch."))
+        for k, v in model.state_dict().items()
+    ]

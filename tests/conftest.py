@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -70,6 +71,38 @@ def converted_onnx(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -
 
     out = tmp_path_factory.mktemp("onnx") / "converted.onnx"
     return convert_checkpoint(checkpoint, out, get_spec(MODEL))
+
+
+@pytest.fixture(scope="session")
+def exported_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """model name -> its synthetic checkpoint exported by our recipe (verified); made once.
+
+    Files of models with more than 50 M parameters are deleted when the next model is asked
+    for (tests ask model by model), so at most one large file is on disk at a time.
+    """
+    import gc
+
+    from depthlite.models.convert import convert_checkpoint
+    from depthlite.models.synthetic import synthetic_checkpoint
+    from depthlite.zoo import get_card
+
+    made: dict[str, Path] = {}
+    root = tmp_path_factory.mktemp("zoo")
+
+    def get(model: str) -> Path:
+        card = get_card(model)
+        if card.name not in made:
+            for name, old in list(made.items()):
+                if get_card(name).params > 50_000_000:
+                    old.unlink(missing_ok=True)
+                    del made[name]
+            checkpoint = synthetic_checkpoint(root / f"{card.name}.pt", card.name)
+            gc.collect()
+            made[card.name] = convert_checkpoint(checkpoint, root / f"{card.name}.onnx", card)
+            checkpoint.unlink()
+        return made[card.name]
+
+    return get
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ weights are synthetic, so the agreement figures of real weights are not expected
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 import numpy as np

@@ -114,6 +114,8 @@ def _progress_bar(items: Sequence[InputItem], quiet: bool) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Options first: a wrong --model is a usage error whatever the inputs are.
+    est = build_estimator(args, progress=not args.quiet)
     items, failures = expand_inputs(
         args.inputs, recursive=args.recursive, flat_output=args.output is not None
     )
@@ -121,7 +123,6 @@ def run(args: argparse.Namespace) -> int:
         error(str(failure))
     if not items:
         return EXIT_FAILURE
-    est = build_estimator(args, progress=not args.quiet)
     est.load()  # model problems are fatal for the whole batch: fail before the first file
     written = 0
     failed = len(failures)

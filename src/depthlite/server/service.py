@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -60,6 +61,10 @@ class _ModelOptions:
     def __init__(self, settings: Settings, model: str) -> None:
         self._settings = settings
         self.model = model
+
+    @property
+    def weights(self) -> Path | None:
+        return self._settings.weights_for(self.model)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._settings, name)

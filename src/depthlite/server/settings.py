@@ -53,8 +53,10 @@ class Settings(BaseSettings):
         description="comma-separated models to serve, each loaded once; the first is the "
         "default, requests choose with ?model=",
     )
-    weights: Path | None = Field(
-        None, description="checkpoint or ONNX file to serve (with exactly one model)"
+    weights: str | None = Field(
+        None,
+        description="checkpoint or ONNX file to serve: PATH (one model), or MODEL=PATH,... "
+        "for several",
     )
     offline: bool | None = Field(None, description="never download weights")
     backend: str = Field(DEFAULT_BACKEND, description=f"runtime: {', '.join(BACKENDS)}")
@@ -141,12 +143,38 @@ class Settings(BaseSettings):
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
-    def _weights_for_one_model(self) -> Settings:
-        if self.weights is not None and len(self.models) != 1:
+    def _weights_name_served_models(self) -> Settings:
+        given = self._weights_map()
+        if None in given and len(self.models) != 1:
             raise InvalidOptionError(
-                "--weights gives the file of one model: serve exactly one with --models"
+                "--weights PATH is the file of one model: serve one with --models, or give "
+                "MODEL=PATH for each"
+            )
+        unknown = [name for name in given if name is not None and name not in self.models]
+        if unknown:
+            raise InvalidOptionError(
+                f"--weights names {', '.join(unknown)}, which --models does not serve "
+                f"({', '.join(self.models)})"
             )
         return self
+
+    def _weights_map(self) -> dict[str | None, Path]:
+        if not self.weights:
+            return {}
+        if "=" not in self.weights:
+            return {None: Path(self.weights)}
+        pairs = {}
+        for part in filter(None, (p.strip() for p in self.weights.split(","))):
+            name, sep, path = part.partition("=")
+            if not sep or not path.strip():
+                raise InvalidOptionError(f"--weights {part!r}: expected MODEL=PATH")
+            pairs[get_card(name.strip()).name] = Path(path.strip())
+        return pairs  # type: ignore[return-value]
+
+    def weights_for(self, model: str) -> Path | None:
+        """The file given for ``model`` (a canonical name), if any."""
+        given = self._weights_map()
+        return given.get(model, given.get(None))
 
     @property
     def model(self) -> str:

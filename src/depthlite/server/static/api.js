@@ -93,6 +93,7 @@ export async function api(path, { method = "GET", body, signal } = {}) {
 
 export function depthRequest(format, { signal } = {}) {
   const params = new URLSearchParams({ format, resize: els.resize.value });
+  if (els.model.value) params.set("model", els.model.value);
   if (format === "color" || format === "jpeg" || format === "side") {
     params.set("colormap", els.colormap.value);
   }

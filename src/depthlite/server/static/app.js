@@ -16,7 +16,7 @@ import {
 } from "./dom.js";
 import { clearError, setStatus, showError } from "./errors.js";
 import { sampleScene } from "./scene.js";
-import { loadModels, loadOptions } from "./server-info.js";
+import { loadModels, loadOptions, showChosenModel } from "./server-info.js";
 import { parseServerTiming, renderTiming, updateLegend } from "./timing.js";
 
 function setBusy(busy) {
@@ -191,7 +191,7 @@ async function download(format, button) {
     setStatus(`Saved <strong>${escapeHtml(filename)}</strong>.`);
     return;
   }
-  const cacheKey = `${format}:${resize}`;
+  const cacheKey = `${format}:${resize}:${els.model.value}`;
   let blob = state.extras.get(cacheKey);
   if (!blob) {
     button.disabled = true;
@@ -295,6 +295,11 @@ function bindInputs() {
 
   els.colormap.addEventListener("change", () => {
     savePrefs({ colormap: els.colormap.value });
+    if (state.file) estimate();
+  });
+  els.model.addEventListener("change", () => {
+    savePrefs({ model: els.model.value });
+    showChosenModel();
     if (state.file) estimate();
   });
   els.resize.addEventListener("change", () => {

@@ -18,6 +18,8 @@ export const els = {
   dropzone: $("dropzone"),
   fileInput: $("file-input"),
   sample: $("sample-button"),
+  model: $("model"),
+  modelLicence: $("model-licence"),
   colormap: $("colormap"),
   resize: $("resize"),
   keyForm: $("api-key-form"),
@@ -65,6 +67,7 @@ export const state = {
   downloadUrl: null,
   retryTimer: null,
   warmupTimer: null,
+  models: null, // the last GET /v1/models answer
   pendingAfterKey: null,
   maxBodyBytes: null,
 };

@@ -185,6 +185,8 @@ function socketUrl() {
   const url = new URL("/v1/live", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   url.searchParams.set("colormap", els.colormap.value);
+  const model = document.getElementById("model")?.value;
+  if (model) url.searchParams.set("model", model);
   const key = getKey();
   if (key) url.searchParams.set("key", key);
   return url;

@@ -61,13 +61,40 @@ function fillSelect(select, values, preferred, labels = {}) {
 
 function pickModel(data) {
   const models = Array.isArray(data?.models) ? data.models : [];
-  const wanted = data?.default || data?.current || data?.loaded;
+  const chosen = els.model.value;
   return (
-    models.find((m) => m && (m.loaded === true || m.active === true || m.default === true || m.current === true)) ||
-    models.find((m) => m && typeof wanted === "string" && m.name === wanted) ||
+    models.find((m) => m && chosen && m.name === chosen) ||
+    models.find((m) => m && m.default === true) ||
     models[0] ||
     null
   );
+}
+
+// The picker lists what the server loaded (GET /v1/models), each with its licence; the choice
+// goes with every request as ?model= and is remembered in this browser.
+function fillModels(data) {
+  const models = (Array.isArray(data?.models) ? data.models : []).filter((m) => m && m.name);
+  if (!models.length) return;
+  const names = models.map((m) => m.name);
+  const labels = Object.fromEntries(
+    models.map((m) => [m.name, m.licence && !m.licence.commercial ? `${m.name} (non-commercial)` : m.name]),
+  );
+  const fallback = models.find((m) => m.default)?.name;
+  fillSelect(els.model, names, [loadPrefs().model, els.model.value, fallback].find((v) => v && names.includes(v)), labels);
+  els.model.disabled = models.length < 2;
+  els.model.dataset.ready = "true";
+}
+
+function renderLicence(model) {
+  const lic = model?.licence;
+  if (!lic) {
+    els.modelLicence.textContent = "";
+    return;
+  }
+  const use = lic.commercial ? "commercial use allowed" : "non-commercial use only";
+  els.modelLicence.textContent = `${lic.spdx} · ${use}`;
+  els.modelLicence.title = [model.description, lic.note].filter(Boolean).join(" — ");
+  els.modelLicence.dataset.commercial = String(Boolean(lic.commercial));
 }
 
 function renderModel(model, data) {
@@ -95,8 +122,11 @@ export async function loadModels(poll = 0) {
   try {
     const res = await api("/v1/models");
     const data = await res.json();
+    fillModels(data);
     const model = pickModel(data);
     renderModel(model, data);
+    renderLicence(model);
+    state.models = data;
     if (Number.isFinite(data?.max_body_bytes)) state.maxBodyBytes = data.max_body_bytes;
     // The model loads in the background after start-up: watch until it is ready.
     if (model?.ready === false && poll < 120) {
@@ -148,4 +178,10 @@ export async function loadOptions(modelsData) {
     for (const button of els.downloadButtons) button.hidden = !formats.includes(button.dataset.download);
   }
   els.colormap.dataset.ready = "true";
+}
+
+export function showChosenModel() {
+  const model = pickModel(state.models);
+  renderModel(model, state.models);
+  renderLicence(model);
 }

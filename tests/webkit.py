@@ -84,8 +84,13 @@ def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
 
 
 @contextmanager
-def _serve(weights: Path, home: Path, api_key: str | None = None) -> Iterator[str]:
-    """``depthlite serve`` on a free port; yields its base URL once the model is ready."""
+def _serve(
+    weights: Path | str, home: Path, api_key: str | None = None, models: str | None = None
+) -> Iterator[str]:
+    """``depthlite serve`` on a free port; yields its base URL once the models are ready.
+
+    ``weights`` is one file, or ``MODEL=PATH,...`` with ``models`` for several.
+    """
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEPTHLITE_")}
     env.update(DEPTHLITE_HOME=str(home), DEPTHLITE_OFFLINE="1")
@@ -94,6 +99,8 @@ def _serve(weights: Path, home: Path, api_key: str | None = None) -> Iterator[st
     log_path = home / "server.log"
     command = [sys.executable, "-m", "depthlite.cli.main", "serve"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--weights", str(weights)]
+    if models:
+        command += ["--models", models]
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     with open(log_path, "wb") as log:

@@ -82,11 +82,27 @@ def _checkpoint(opts: BenchOptions, work: Path) -> Path:
     from depthlite import hub
 
     if opts.synthetic:
-        from depthlite.models.synthetic import synthetic_checkpoint
-
-        card = get_card(opts.model)
-        return synthetic_checkpoint(work / f"synthetic_{card.name}.pt", card.name)
+        return _synthetic_checkpoint(get_card(opts.model).name, work)
     return hub.resolve_checkpoint(get_card(opts.model), weights=opts.weights, offline=opts.offline)
+
+
+def _synthetic_checkpoint(model: str, work: Path) -> Path:
+    """The synthetic checkpoint, byte for byte the same in every run.
+
+    ``torch.save`` to a path names the archive inside after the file, and
+    ``synthetic_checkpoint`` saves through a randomly named temporary file: each run's
+    checkpoint then hashed differently and every conversion and quantization (minutes, and
+    14 GB for Depth Anything V2 Small's calibration) was made again instead of taken from the
+    cache. Saved through a file object the archive is always called ``archive``.
+    """
+    import torch
+
+    from depthlite.models.synthetic import synthetic_state_dict
+
+    path = work / f"synthetic_{model}.pt"
+    with open(path, "wb") as f:
+        torch.save(synthetic_state_dict(model), f)
+    return path
 
 
 def _model_files(opts: BenchOptions, checkpoint: Path) -> dict[str, Path]:

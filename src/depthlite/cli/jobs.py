@@ -109,6 +109,7 @@ def run_batch(args: argparse.Namespace) -> int:
                 colormap=args.colormap,
                 progress=progress,
                 chunk_size=args.chunk,
+                model=args.model,
             )
         else:
             est = build_estimator(args, progress=not args.quiet)

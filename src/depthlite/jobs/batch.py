@@ -157,13 +157,18 @@ def run_queued(
     colormap: str,
     progress: Progress,
     chunk_size: int = 8,
+    model: str | None = None,
 ) -> BatchReport:
-    """Send ``items`` as Celery jobs of ``chunk_size`` images; wait and collect the results."""
+    """Send ``items`` as Celery jobs of ``chunk_size`` images; wait and collect the results.
+
+    ``model``: the jobs say which model they need, so a worker serving another refuses them
+    (with the fix) instead of answering with the wrong network.
+    """
     from depthlite.jobs.celery_app import make_celery
     from depthlite.jobs.shared import open_store
 
     celery, store = make_celery(config), open_store(config.store)
-    spec = JobSpec(kind="images", formats=formats, colormap=colormap)
+    spec = JobSpec(kind="images", formats=formats, colormap=colormap, model=model)
     chunks = [
         _submit(celery, store, items[i : i + chunk_size], spec)
         for i in range(0, len(items), chunk_size)

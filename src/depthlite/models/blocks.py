@@ -191,6 +191,23 @@ class Scratch(nn.Module):
             conv = nn.Conv2d(cin, cout, 3, 1, 1, bias=False, groups=groups)
             self.add_module(f"layer{i + 1}_rn", conv)
 
+    def decode(self, layers: Sequence[torch.Tensor], *, sized: bool = False) -> torch.Tensor:
+        """The MiDaS / DPT decoder on four encoder levels -> (N, H, W).
+
+        ``refinenet4`` down to ``refinenet1`` (attached by the network), then ``output_conv``.
+        ``sized``: each fusion upsamples to the next level's size (DPT) instead of by 2 (MiDaS).
+        """
+        rn = [getattr(self, f"layer{i}_rn")(x) for i, x in enumerate(layers, start=1)]
+        path = rn[3]
+        for level in (4, 3, 2, 1):
+            block = getattr(self, f"refinenet{level}")
+            inputs = (path,) if level == 4 else (path, rn[level - 1])
+            if sized and level > 1:
+                path = block(*inputs, size=rn[level - 2].shape[2:])
+            else:
+                path = block(*inputs)
+        return torch.squeeze(self.output_conv(path), dim=1)
+
 
 def make_scratch(
     in_shape: Sequence[int], out_shape: int, groups: int = 1, expand: bool = False

@@ -362,15 +362,7 @@ class DPTDepth(nn.Module):
         self.scratch = _make_decoder(spec, features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        layer1, layer2, layer3, layer4 = self.pretrained(x)
-        s = self.scratch
-        rn1, rn2 = s.layer1_rn(layer1), s.layer2_rn(layer2)
-        rn3, rn4 = s.layer3_rn(layer3), s.layer4_rn(layer4)
-        path = s.refinenet4(rn4, size=rn3.shape[2:])
-        path = s.refinenet3(path, rn3, size=rn2.shape[2:])
-        path = s.refinenet2(path, rn2, size=rn1.shape[2:])
-        path = s.refinenet1(path, rn1)
-        return s.output_conv(path).squeeze(1)
+        return self.scratch.decode(self.pretrained(x), sized=True)
 
     def set_export_mode(self, enabled: bool) -> None:
         """For ONNX export (``True``), back to the default (``False``).

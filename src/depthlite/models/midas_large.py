@@ -108,16 +108,11 @@ class MidasLarge(nn.Module):
         self.scratch = _make_decoder(features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        enc, s = self.pretrained, self.scratch
+        enc = self.pretrained
         layer1 = enc.layer1(x)
         layer2 = enc.layer2(layer1)
         layer3 = enc.layer3(layer2)
-        layer4 = enc.layer4(layer3)
-        path = s.refinenet4(s.layer4_rn(layer4))
-        path = s.refinenet3(path, s.layer3_rn(layer3))
-        path = s.refinenet2(path, s.layer2_rn(layer2))
-        path = s.refinenet1(path, s.layer1_rn(layer1))
-        return torch.squeeze(s.output_conv(path), dim=1)
+        return self.scratch.decode((layer1, layer2, layer3, enc.layer4(layer3)))
 
     def set_export_mode(self, enabled: bool) -> None:
         """Nothing to switch: the graph is size-independent as it is."""

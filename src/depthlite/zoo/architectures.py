@@ -58,7 +58,9 @@ ARCHITECTURES: dict[str, Architecture] = {
         "depthlite.models.dpt:DPTDepth", (256, 256), ((384, 512), (224, 384)), "inverse_depth"
     ),
     "depth_anything_v2": Architecture(
-        "depthlite.models.depth_anything:DepthAnythingV2", (518, 518), ((364, 490), (518, 686)),
+        # 518x392 keeps one side at the 37-patch training grid (an axis whose size does not
+        # change is where runtimes have dropped the resize's scale); both cheaper than 518x686.
+        "depthlite.models.depth_anything:DepthAnythingV2", (518, 518), ((364, 490), (518, 392)),
         "depth",
     ),
 }  # fmt: skip

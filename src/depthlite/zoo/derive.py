@@ -10,6 +10,7 @@ and renamed whole, manifest included, so a folder with a manifest is always comp
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -40,8 +41,8 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 _DERIVED = "derived"
-_digests: dict[tuple[str, int, int], str] = {}
-_digests_lock = threading.Lock()
+# One maker at a time in this process: two threads asking for the same 1 GB export would
+# otherwise both make it.
 _make_lock = threading.Lock()
 
 
@@ -96,14 +97,13 @@ def digest_of(path: Path) -> str:
     if pinned is not None:
         return pinned
     stat = path.stat()
-    memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    with _digests_lock:
-        if memo in _digests:
-            return _digests[memo]
-    digest = file_sha256(path)
-    with _digests_lock:
-        _digests[memo] = digest
-    return digest
+    return _hash_once(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _hash_once(path: str, size: int, mtime_ns: int) -> str:
+    """A user's file (no pin, no manifest) is hashed once per process while it is unchanged."""
+    return file_sha256(Path(path))
 
 
 def _read(path: Path) -> Manifest | None:
@@ -149,8 +149,7 @@ def derive(
     input_sha = digest_of(source)
     key = _key(recipe, version, input_sha, params, tools)
     folder = _root() / recipe / key
-    # One maker at a time in this process: two threads asking for the same 1 GB export would
-    # otherwise both make it. Other processes may race; the last rename wins, both complete.
+    # Other processes may race; the last rename wins, and both made complete files.
     with _make_lock:
         manifest = None if force else _read(folder / MANIFEST)
         if manifest is not None and manifest.path.is_file():

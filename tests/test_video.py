@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -14,6 +16,7 @@ from depthlite.cli.main import main
 from depthlite.colorize import normalize_minmax
 from depthlite.errors import InvalidOptionError, ToolUnavailableError, VideoDecodeError
 from depthlite.estimator import DepthEstimator
+from depthlite.normalize import NormalizerOptions
 from depthlite.video import VIDEO_FORMATS, VideoOptions, output_format, probe, process_video
 from depthlite.video.ffmpeg import FrameReader, ffmpeg_executable
 
@@ -270,3 +273,26 @@ def test_stopping_before_the_first_frame_leaves_no_process_or_file(
     while set(_children()) - set(before):
         assert time.monotonic() < deadline, "FFmpeg children left running"
         time.sleep(0.05)
+
+
+def test_a_metric_model_keeps_metres_raw_and_draws_near_bright(
+    clip: Path, exported_model: Callable[[str], Path], tmp_path: Path
+) -> None:
+    model = "depth_anything_v2_metric_indoor_small"
+    est = DepthEstimator(model, weights=exported_model(model), threads=1, progress=False)
+    raw = process_video(est, clip, tmp_path / "m.npz", VideoOptions(max_frames=2))
+    assert raw.frames == 2
+    with np.load(tmp_path / "m.npz") as data:
+        metres = data["depth"][0].astype(np.float32)
+    expected = est.predict(_frames(clip)[0]).depth
+    np.testing.assert_allclose(metres, expected, rtol=2e-3, atol=1e-2)
+    assert metres.min() > 0 and metres.max() < 20.0  # the Hypersim head: sigmoid x 20 m
+    options = VideoOptions(
+        fmt="png16", max_frames=2, normalizer=NormalizerOptions(mode="per-frame")
+    )
+    process_video(est, clip, tmp_path / "frames", options)
+
+    first = sorted((tmp_path / "frames").iterdir())[0]
+    levels = cv2.imread(str(first), cv2.IMREAD_UNCHANGED)
+    # Near is bright: the 16-bit levels are the official scaling of the negated metres.
+    np.testing.assert_array_equal(levels, normalize_minmax(-expected, bits=2))

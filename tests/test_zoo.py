@@ -11,7 +11,7 @@ import pytest
 from conftest import MODEL
 from depthlite import CARDS, DepthEstimator, get_card
 from depthlite.cli.main import main
-from depthlite.errors import UnknownModelError, WeightsError
+from depthlite.errors import InvalidOptionError, UnknownModelError, WeightsError
 from depthlite.zoo.architectures import ARCHITECTURES, identify_checkpoint, meta_network
 
 
@@ -125,3 +125,42 @@ def test_manifests_are_json_with_the_recipe_facts(checkpoint: Path) -> None:
     assert manifest["recipe"] == "export_onnx" and manifest["model"] == MODEL
     assert set(manifest["tools"]) == {"torch", "onnx", "onnxruntime"}
     assert manifest["params"]["opset"] == 17
+
+
+def test_a_non_commercial_model_says_so_once_per_process(
+    converted_onnx: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import dataclasses
+    import logging
+
+    from depthlite import estimator, zoo
+
+    card = get_card(MODEL)
+    licence = dataclasses.replace(card.licence, spdx="CC-BY-NC-4.0", commercial=False)
+    monkeypatch.setitem(zoo.CARDS, MODEL, dataclasses.replace(card, licence=licence))
+    estimator._licence_notice.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="depthlite"):
+        for _ in range(2):
+            DepthEstimator(weights=converted_onnx, progress=False).load()
+    notices = [r.getMessage() for r in caplog.records if "non-commercial" in r.getMessage()]
+    assert notices == [
+        f"{MODEL} is licensed CC-BY-NC-4.0: non-commercial use only ({card.licence.url})"
+    ]
+
+
+def test_input_size_trades_detail_for_speed_within_the_cards_multiple(
+    converted_onnx: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import numpy as np
+
+    est = DepthEstimator(weights=converted_onnx, input_size=192, progress=False)
+    result = est.predict(np.zeros((480, 640, 3), np.uint8))
+    assert result.network_output.shape == (128, 192) and result.depth.shape == (480, 640)
+    with pytest.raises(InvalidOptionError, match="multiple of 14"):
+        DepthEstimator("depth_anything_v2_small", input_size=500)
+    photo = tmp_path / "p.png"
+    __import__("cv2").imwrite(str(photo), np.zeros((30, 40, 3), np.uint8))
+    assert (
+        main(["predict", str(photo), "--input-size", "100", "--weights", str(converted_onnx)]) == 2
+    )
+    assert "use a multiple of 32" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from depthlite.errors import InputError
+from depthlite.errors import InputError, InvalidOptionError
 from depthlite.options import RESIZE_MODES, check_choice
 from depthlite.zoo.cards import ModelCard, ResizeRule, Upsampling
 
@@ -45,7 +45,7 @@ class InputPolicy:
         pre = card.preprocess
         side = pre.size if size is None else size
         if side < pre.multiple_of or side % pre.multiple_of:
-            raise InputError(
+            raise InvalidOptionError(
                 f"input size {side} does not fit {card.name}: use a multiple of {pre.multiple_of}"
             )
         mean, std = (pre.mean, pre.std) if normalize else (None, None)

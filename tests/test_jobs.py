@@ -274,3 +274,30 @@ def test_non_finite_times_and_too_many_jobs_are_refused(
         full = client.post("/v1/jobs", files=_files(("a.png", IMAGES[0])))
         assert_error(full, 503, "too_many_jobs")
         assert full.headers["retry-after"] == "30"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"kind": "video", "max_frames": "9223372036854775808"},
+        {"kind": "video", "max_frames": "100000001"},
+        {"format": ",,,"},
+        {"format": ""},
+        {"format": "color,color"},
+        {"smoothing": "-1e300"},
+        {"percentiles": "98,2"},
+        {"depth_smoothing": "1.5"},
+        {"cut_threshold": "0"},
+        {"kind": "video", "smoothing": "-1e300"},
+        {"kind": "video", "percentiles": "98,2"},
+        {"kind": "video", "format": "mp4,mp4"},
+    ],
+)
+def test_every_job_option_is_bounded_for_images_and_video_alike(
+    client: TestClient, params: dict[str, str]
+) -> None:
+    response = client.post("/v1/jobs", params=params, files=_files(("a.png", IMAGES[0])))
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] in {"invalid_option", "invalid_parameter"}
+    store = client.app.state.service.jobs.store  # type: ignore[attr-defined]
+    assert store.counts() == {}  # nothing was queued

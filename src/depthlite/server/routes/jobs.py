@@ -41,6 +41,7 @@ from depthlite.server.schemas import (
 from depthlite.server.service import Service
 from depthlite.server.upload import SavedFile, save_uploads
 from depthlite.video.formats import X264_PRESETS
+from depthlite.video.pipeline import MAX_FRAMES
 
 __all__ = ["router"]
 
@@ -98,7 +99,8 @@ def _spec(kind: str, files: list[SavedFile], params: dict[str, object]) -> JobSp
     if kind == "video" and len(files) != 1:
         raise InvalidOptionError(f"a video job takes exactly one file, got {len(files)}")
     fmt = params.pop("format")
-    formats = tuple(f.strip() for f in str(fmt).split(",") if f.strip()) if fmt else None
+    # Empty items are kept, so "format=,," is refused by the spec instead of meaning "default".
+    formats = tuple(f.strip() for f in str(fmt).split(",")) if fmt is not None else None
     return JobSpec(
         kind=kind, formats=formats or (("mp4",) if kind == "video" else ("color",)), **params
     )  # type: ignore[arg-type]
@@ -145,7 +147,7 @@ def router() -> APIRouter:
         side: bool = False,
         start: Annotated[float, Query(ge=0, allow_inf_nan=False)] = 0.0,
         end: Annotated[float | None, Query(gt=0, allow_inf_nan=False)] = None,
-        max_frames: Annotated[int | None, Query(ge=1)] = None,
+        max_frames: Annotated[int | None, Query(ge=1, le=MAX_FRAMES)] = None,
         normalize: Annotated[Literal[NORMALIZER_MODES], Query()] = "temporal",  # type: ignore[valid-type]
         smoothing: Annotated[float, Query(allow_inf_nan=False)] = DEFAULT_SMOOTHING,
         percentiles: Annotated[str, Query(description="video: LOW,HIGH")] = "2,98",

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 
 from depthlite.colorize import DEFAULT_COLORMAP
-from depthlite.errors import DepthliteError, InvalidOptionError
+from depthlite.errors import DepthliteError, InvalidOptionError, clip
 from depthlite.imageio import OUTPUT_FORMATS
 from depthlite.normalize import NormalizerOptions
 from depthlite.specs import PRECISIONS, RESIZE_MODES, check_choice
@@ -39,6 +39,10 @@ class JobNotFoundError(DepthliteError):
 
     code = "job_not_found"
     status = 404
+
+    @classmethod
+    def for_id(cls, job_id: str) -> JobNotFoundError:
+        return cls(f"no job {clip(job_id)!r} (unknown, or its results expired)")
 
 
 class JobStateError(DepthliteError):

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from depthlite.errors import DepthliteError
+from depthlite.errors import DepthliteError, clip
 
 __all__ = ["error_response", "install_error_handlers"]
 
@@ -69,9 +69,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
     detail = str(exc.detail)
     if exc.status_code == 404 and detail == "Not Found":
-        detail = f"nothing here: {request.method} {request.url.path}"
+        detail = f"nothing here: {request.method} {clip(request.url.path)}"
     elif exc.status_code == 405:
-        detail = f"{request.method} is not allowed on {request.url.path}"
+        detail = f"{request.method} is not allowed on {clip(request.url.path)}"
     return error_response(exc.status_code, code, detail, exc.headers)
 
 

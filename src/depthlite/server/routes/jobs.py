@@ -197,7 +197,7 @@ def router() -> APIRouter:
         job = await asyncio.to_thread(service.jobs.get, job_id, owner)
         path = await asyncio.to_thread(service.jobs.result_path, job)
         if not path.is_file():  # expired or deleted between the lookup and now
-            raise JobNotFoundError(f"no job {job_id!r} (unknown, or its results expired)")
+            raise JobNotFoundError.for_id(job_id)
         name = path.name if path.name != "result.zip" else f"depthlite-{job.id[:8]}.zip"
         return FileResponse(path, filename=input_name(Path(name).name), headers=_headers(job))
 

@@ -1,0 +1,86 @@
+"""What an outside review found: forged log lines, echoed ids, rebinding, trusted hosts."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+from fastapi.testclient import TestClient
+
+from conftest import loaded_estimator
+from depthlite import DepthEstimator
+from depthlite.server import Settings, create_app
+from depthlite.server.logs import ACCESS_LOGGER, configure_logging
+from test_server import wait_ready
+
+FORGED = "1999-12-01 18:00:00,000 INFO depthlite.server.access: forged"
+# Newline, ESC (a terminal escape), DEL, a C1 CSI and a Unicode line separator.
+INJECTION = f"/v1/jobs/abc%0A{FORGED}%1B[31m%7F%C2%9B%E2%80%A8end"
+
+
+@pytest.fixture(scope="module")
+def estimator(converted_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> DepthEstimator:
+    return loaded_estimator(converted_onnx, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def client(
+    estimator: DepthEstimator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    settings = Settings(jobs_dir=tmp_path_factory.mktemp("jobs"))
+    with TestClient(create_app(settings, estimator)) as test_client:
+        wait_ready(test_client)
+        yield test_client
+
+
+@pytest.fixture
+def server_logging() -> Iterator[None]:
+    """Lets a test call the server's own logging setup; the test run's logging is restored."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    yield
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+
+
+def _logger_of(line: str, log_format: str) -> str:
+    if log_format == "json":
+        return str(json.loads(line)["logger"])
+    return line.split(" ")[3].rstrip(":")
+
+
+def _control_free(text: str) -> bool:
+    return not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c == "\u2028" for c in text)
+
+
+@pytest.mark.parametrize("log_format", ["plain", "json"])
+def test_a_client_cannot_forge_log_lines(
+    client: TestClient, capsys: pytest.CaptureFixture[str], server_logging: None, log_format: str
+) -> None:
+    configure_logging(log_format, "info")  # on the stderr capsys captures
+    response = client.get(INJECTION)
+    assert response.status_code == 404
+    lines = capsys.readouterr().err.splitlines()
+    access = [line for line in lines if _logger_of(line, log_format) == ACCESS_LOGGER]
+    assert len(access) == 1, lines  # one request, one line
+    assert not any(line.startswith("1999-12-01") for line in lines), lines
+    assert _control_free(access[0]), access
+    if log_format == "json":
+        record = json.loads(access[0])
+        assert _control_free(record["path"]) and "\\x0a" in record["path"], record
+    else:
+        assert "\\x0a1999-12-01" in access[0] and "\\x1b[31m" in access[0], access
+
+
+def test_a_404_does_not_echo_a_huge_id(client: TestClient) -> None:
+    huge = "x" * 10_000
+    for path in (f"/v1/jobs/{huge}", f"/v1/jobs/{huge}/result", f"/nowhere/{huge}"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert len(response.text) < 300, response.text[:300]

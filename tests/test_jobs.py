@@ -301,3 +301,22 @@ def test_every_job_option_is_bounded_for_images_and_video_alike(
     assert response.json()["error"] in {"invalid_option", "invalid_parameter"}
     store = client.app.state.service.jobs.store  # type: ignore[attr-defined]
     assert store.counts() == {}  # nothing was queued
+
+
+def test_upload_folders_a_killed_server_left_are_swept(
+    estimator: DepthEstimator, tmp_path: Path
+) -> None:
+    uploads = tmp_path / "jobs" / "uploads"
+    left = [uploads / "0123456789abcdef", uploads / "fedcba9876543210"]
+    left[0].mkdir(parents=True)
+    (left[0] / "000000_a.png").write_bytes(IMAGES[0])  # kill -9 mid-upload
+    with _app(estimator, tmp_path / "jobs", upload_sweep_interval=0.2) as client:
+        wait_ready(client)
+        assert not left[0].exists()  # swept at start
+        left[1].mkdir()  # as if another crash happened while this server runs
+        _submit(client, _files(("a.png", IMAGES[0])))
+        deadline = time.monotonic() + 10
+        while left[1].exists():
+            assert time.monotonic() < deadline, "never swept"
+            time.sleep(0.05)
+    assert list(uploads.iterdir()) == []

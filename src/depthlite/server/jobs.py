@@ -28,6 +28,7 @@ from depthlite.server.exceptions import (
 )
 from depthlite.server.pool import WorkerPool
 from depthlite.server.settings import Settings
+from depthlite.server.staging import UploadArea
 
 __all__ = ["JobBackend", "build_job_backend", "jobs_root"]
 
@@ -61,12 +62,7 @@ class JobBackend:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()  # start (warm-up thread) vs stop (shutdown)
         self._stopped = False
-
-    @property
-    def uploads_dir(self) -> Path:
-        path = self.store.root / "uploads"
-        path.mkdir(exist_ok=True)
-        return path
+        self.uploads = UploadArea(self.store.root / "uploads")
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start running jobs (after the model is ready); ``loop`` runs the pool's futures."""

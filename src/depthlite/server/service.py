@@ -73,6 +73,7 @@ class Service:
         self._load_error: BaseException | None = None
         self._warmup_ms = 0.0
         self._model_info: ModelInfo | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -81,9 +82,19 @@ class Service:
         Called on the event loop (the lifespan start-up); jobs start once the model is ready.
         """
         self._loop = asyncio.get_running_loop()
+        self._sweeper = self._loop.create_task(self._sweep_uploads())
         self.pool.start()
         # Daemon: an estimator stuck in load() must not block interpreter exit.
         threading.Thread(target=self._warm_up, name="depthlite-warmup", daemon=True).start()
+
+    async def _sweep_uploads(self) -> None:
+        """Folders of uploads a killed server left: once now, then every interval."""
+        while True:
+            try:
+                await asyncio.to_thread(self.jobs.uploads.sweep)
+            except OSError as exc:  # a full or read-only disk must not end the sweeps
+                logger.warning("could not sweep orphaned uploads: %s", exc)
+            await asyncio.sleep(self.settings.upload_sweep_interval)
 
     def _warm_up(self) -> None:
         start = time.perf_counter()
@@ -114,6 +125,8 @@ class Service:
     async def stop(self) -> None:
         """Refuse new work and wait for admitted work, up to ``shutdown_timeout``."""
         self.begin_shutdown()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         # Off the loop: the job runner may be waiting for a pool result the loop delivers.
         await asyncio.to_thread(self.jobs.stop, self.settings.shutdown_timeout)
         stats = self.pool.stats()

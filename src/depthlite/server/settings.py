@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     job_ttl: float = Field(86400.0, gt=0, description="seconds finished jobs and results are kept")
     max_job_bytes: int = Field(2 * 1024**3, ge=1, description="largest job upload, in bytes")
     max_job_files: int = Field(10_000, ge=1, description="most files in one job")
+    upload_sweep_interval: float = Field(
+        300.0, gt=0, description="seconds between sweeps of uploads a killed server left"
+    )
     max_jobs: int = Field(
         100, ge=1, description="jobs queued or running at once (more: 503 too_many_jobs)"
     )

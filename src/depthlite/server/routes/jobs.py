@@ -10,8 +10,6 @@ for the key that made it (others get 404, as for an unknown id).
 from __future__ import annotations
 
 import asyncio
-import secrets
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Literal
@@ -113,14 +111,10 @@ async def _create(
     service.check_available()
     service.jobs.check_capacity()  # before reading a byte of the upload
     settings = service.settings
-    folder = service.jobs.uploads_dir / secrets.token_hex(8)
-    folder.mkdir()
-    try:
+    with service.jobs.uploads.folder() as folder:
         files = await save_uploads(request, settings.max_job_bytes, settings.max_job_files, folder)
         spec = _spec(_kind(kind, files), files, params)
         return await asyncio.to_thread(service.jobs.submit, spec, [f.path for f in files], owner)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def router() -> APIRouter:

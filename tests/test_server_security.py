@@ -6,12 +6,14 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from conftest import loaded_estimator
 from depthlite import DepthEstimator
@@ -84,3 +86,53 @@ def test_a_404_does_not_echo_a_huge_id(client: TestClient) -> None:
         response = client.get(path)
         assert response.status_code == 404, path
         assert len(response.text) < 300, response.text[:300]
+
+
+def _on_loopback(client: TestClient, **settings: Any) -> TestClient:
+    """A client whose requests arrive on 127.0.0.1:8000, as a browser's would locally."""
+    app = create_app(Settings(**settings), client.app.state.service.estimator)  # type: ignore[attr-defined]
+    return TestClient(app, base_url="http://127.0.0.1:8000")
+
+
+def _live_refusal(client: TestClient, host: str, origin: str) -> str | None:
+    """The live stream's refusal code for this Host and Origin, None if it was accepted."""
+    headers = {"host": host, "origin": origin}
+    try:
+        with client.websocket_connect("ws://127.0.0.1:8000/v1/live", headers=headers) as ws:
+            ws.send_text("not json")  # an accepted stream answers: invalid_option
+            code = ws.receive_json().get("code")
+            return None if code == "invalid_option" else str(code)
+    except WebSocketDisconnect as exc:
+        return f"closed {exc.code}"
+
+
+def test_a_loopback_server_serves_only_loopback_host_names(client: TestClient) -> None:
+    local = _on_loopback(client)
+    for host in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000", "app.localhost"):
+        assert local.get("/healthz", headers={"host": host}).status_code == 200, host
+    refused = local.get("/healthz", headers={"host": "attacker.example:8000"})
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "invalid_host"
+    # The other interfaces of a server bound to 0.0.0.0: any name, as before.
+    assert client.get("/healthz", headers={"host": "box.lan:8000"}).status_code == 200
+
+
+def test_allowed_hosts_extend_the_loopback_names(client: TestClient) -> None:
+    local = _on_loopback(client, allowed_hosts="depth.example,*.corp.example")
+    for host in ("depth.example", "a.corp.example:8000", "localhost"):
+        assert local.get("/healthz", headers={"host": host}).status_code == 200, host
+    assert local.get("/healthz", headers={"host": "evil.example"}).status_code == 400
+    listed = TestClient(local.app)  # a non-loopback address: the list applies there too
+    assert listed.get("/healthz", headers={"host": "evil.example"}).status_code == 400
+
+
+def test_live_stream_refuses_dns_rebinding_and_other_schemes(client: TestClient) -> None:
+    local = _on_loopback(client)
+    with local:
+        wait_ready(local)
+        rebinding = "attacker.example:8000"
+        assert _live_refusal(local, rebinding, f"http://{rebinding}") is not None
+        assert _live_refusal(local, "127.0.0.1:8000", "https://127.0.0.1:8000") is not None
+        assert _live_refusal(local, "127.0.0.1:8000", "http://127.0.0.1:9999") is not None
+        assert _live_refusal(local, "127.0.0.1:8000", "http://127.0.0.1:8000") is None
+        assert _live_refusal(local, "localhost", "http://localhost:80") is None

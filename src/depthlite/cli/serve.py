@@ -37,6 +37,7 @@ _OPTIONS: tuple[tuple[str, type, str, str], ...] = (
     ("max_body_bytes", int, "N", "largest request body (413 above)"),
     ("max_pixels", int, "N", "largest image in pixels (413 above)"),
     ("cors_origins", str, "LIST", "comma-separated origins allowed by CORS"),
+    ("allowed_hosts", str, "LIST", "Host names served besides loopback ones ('*': any)"),
     ("api_key", str, "KEY", "require 'Authorization: Bearer KEY' (prefer the env variable)"),
     ("jobs_dir", str, "DIR", "job state and files (default <cache>/jobs)"),
     ("job_ttl", float, "SEC", "seconds finished jobs and their results are kept"),

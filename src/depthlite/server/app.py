@@ -17,8 +17,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from depthlite._version import __version__
 from depthlite.estimator import DepthEstimator
 from depthlite.server.errors import install_error_handlers
+from depthlite.server.hosts import HostPolicy
 from depthlite.server.logs import configure_logging
-from depthlite.server.middleware import AccessMiddleware
+from depthlite.server.middleware import AccessMiddleware, TrustedHostMiddleware
 from depthlite.server.routes import depth, health, jobs, live, metrics, models, ui
 from depthlite.server.service import Service, build_estimator
 from depthlite.server.settings import Settings, load_settings
@@ -90,6 +91,7 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
             expose_headers=_EXPOSED_HEADERS,
         )
+    app.add_middleware(TrustedHostMiddleware, policy=HostPolicy(settings.allowed_hosts))
     # Added last, so it is the outermost: it sees every request, CORS preflights included.
     app.add_middleware(AccessMiddleware, metrics=service.metrics)
     return app

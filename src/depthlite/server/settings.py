@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="comma-separated origins allowed by CORS (none: CORS off)"
     )
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="comma-separated Host names served ('*.example.com' and '*' allowed); "
+        "loopback names always; none: a connection to a loopback address must name a "
+        "loopback host (no DNS rebinding), others any",
+    )
     api_key: SecretStr | None = Field(
         None, description="require 'Authorization: Bearer KEY'; several keys: comma-separated"
     )
@@ -115,9 +121,9 @@ class Settings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod
-    def _split_origins(cls, value: Any) -> Any:
+    def _split_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value

@@ -20,7 +20,7 @@ from depthlite.server.errors import install_error_handlers
 from depthlite.server.hosts import HostPolicy
 from depthlite.server.logs import configure_logging
 from depthlite.server.middleware import AccessMiddleware, TrustedHostMiddleware
-from depthlite.server.routes import depth, health, jobs, live, metrics, models, ui
+from depthlite.server.routes import depth, docs, health, jobs, live, metrics, models, ui
 from depthlite.server.service import Service, build_estimator
 from depthlite.server.settings import Settings, load_settings
 
@@ -76,12 +76,16 @@ def create_app(
         version=__version__,
         description=_DESCRIPTION,
         lifespan=_lifespan,
+        docs_url=None,  # served offline by routes/docs.py
+        redoc_url=None,
     )
     app.state.service = service
     install_error_handlers(app)
     for module in (depth, jobs, live, models, health, metrics):
         app.include_router(module.router())
+    app.include_router(docs.router(app.title))
     app.include_router(ui.router())
+    docs.mount_assets(app)
     ui.mount_static(app)
     if settings.cors_origins:
         app.add_middleware(

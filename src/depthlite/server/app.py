@@ -20,6 +20,7 @@ from depthlite.server.errors import install_error_handlers
 from depthlite.server.hosts import HostPolicy
 from depthlite.server.logs import configure_logging
 from depthlite.server.middleware import AccessMiddleware, TrustedHostMiddleware
+from depthlite.server.openapi import install_openapi
 from depthlite.server.routes import depth, docs, health, jobs, live, metrics, models, ui
 from depthlite.server.service import Service, build_estimator
 from depthlite.server.settings import Settings, load_settings
@@ -81,6 +82,8 @@ def create_app(
     )
     app.state.service = service
     install_error_handlers(app)
+    precisions = [service.estimator.precision]  # a request may only ask for the loaded one
+    install_openapi(app, keyed=bool(settings.api_keys), choices={"precision": precisions})
     for module in (depth, jobs, live, models, health, metrics):
         app.include_router(module.router())
     app.include_router(docs.router(app.title))

@@ -35,9 +35,10 @@ from depthlite.server.schemas import (
     JobProgress,
     PrecisionName,
     ResizeMode,
+    error_responses,
 )
 from depthlite.server.service import Service
-from depthlite.server.upload import SavedFile, save_uploads
+from depthlite.server.upload import SavedFile, save_uploads, upload_body
 from depthlite.video.formats import X264_PRESETS
 from depthlite.video.pipeline import MAX_FRAMES
 
@@ -45,6 +46,9 @@ __all__ = ["router"]
 
 _VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg"})
 _POLL_AFTER_SECONDS = "1"
+# A result's type by its suffix (not guessed: mimetypes knows neither .npy nor .pfm).
+_RESULT_TYPES = {".png": "image/png", ".zip": "application/zip", ".mp4": "video/mp4"}
+_BINARY = "application/octet-stream"
 
 
 def _iso(stamp: float | None) -> str | None:
@@ -121,7 +125,12 @@ def router() -> APIRouter:
     api = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
     @api.post(
-        "", status_code=202, summary="Submit images or a video for later", response_model=JobInfo
+        "",
+        status_code=202,
+        summary="Submit images or a video for later",
+        response_model=JobInfo,
+        responses=error_responses(413, 422, 503),
+        openapi_extra=upload_body(many=True),
     )
     async def submit(
         request: Request,
@@ -134,6 +143,7 @@ def router() -> APIRouter:
             Query(
                 alias="format",
                 description="images: color,png16,npy,pfm,side (comma list); video: mp4|png16|npz",
+                pattern=r"^[a-z0-9]+(,[a-z0-9]+)*$",
             ),
         ] = None,
         colormap: ColormapName = DEFAULT_COLORMAP,
@@ -176,7 +186,13 @@ def router() -> APIRouter:
         headers = {**_headers(job), "Location": f"/v1/jobs/{job.id}"}
         return JSONResponse(_info(job).model_dump(), status_code=202, headers=headers)
 
-    @api.get("/{job_id}", summary="State and progress of a job", response_model=JobInfo)
+    @api.get(
+        "/{job_id}",
+        summary="State and progress of a job",
+        response_model=JobInfo,
+        responses={304: {"description": "unchanged since the If-None-Match ETag"}}
+        | error_responses(404),
+    )
     async def status(job_id: str, request: Request, service: ServiceDep, owner: Owner) -> Response:
         job = await asyncio.to_thread(service.jobs.get, job_id, owner)
         headers = _headers(job)
@@ -185,7 +201,16 @@ def router() -> APIRouter:
         return JSONResponse(_info(job).model_dump(), headers=headers)
 
     @api.get(
-        "/{job_id}/result", summary="The output: one file, or a zip", response_class=FileResponse
+        "/{job_id}/result",
+        summary="The output: one file, or a zip",
+        response_class=FileResponse,
+        responses={
+            200: {
+                "content": {media: {} for media in {*_RESULT_TYPES.values(), _BINARY}},
+                "description": "the file: an image, a video, an array (.npy/.npz/.pfm) or a zip",
+            }
+        }
+        | error_responses(404, 409),
     )
     async def result(job_id: str, service: ServiceDep, owner: Owner) -> FileResponse:
         job = await asyncio.to_thread(service.jobs.get, job_id, owner)
@@ -193,9 +218,21 @@ def router() -> APIRouter:
         if not path.is_file():  # expired or deleted between the lookup and now
             raise JobNotFoundError.for_id(job_id)
         name = path.name if path.name != "result.zip" else f"depthlite-{job.id[:8]}.zip"
-        return FileResponse(path, filename=input_name(Path(name).name), headers=_headers(job))
+        media = _RESULT_TYPES.get(path.suffix.lower(), _BINARY)
+        return FileResponse(
+            path, filename=input_name(Path(name).name), media_type=media, headers=_headers(job)
+        )
 
-    @api.delete("/{job_id}", summary="Cancel a job, or delete a finished one")
+    @api.delete(
+        "/{job_id}",
+        summary="Cancel a job, or delete a finished one",
+        responses={
+            200: {"model": JobInfo, "description": "cancelled before it ran"},
+            202: {"model": JobInfo, "description": "cancelling: it stops at its next step"},
+            204: {"description": "a finished job, deleted"},
+        }
+        | error_responses(404),
+    )
     async def cancel(job_id: str, service: ServiceDep, owner: Owner) -> Response:
         job = await asyncio.to_thread(service.jobs.cancel, job_id, owner)
         if job is None:

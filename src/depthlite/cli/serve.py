@@ -44,6 +44,7 @@ _OPTIONS: tuple[tuple[str, type, str, str], ...] = (
     ("max_job_bytes", int, "N", "largest job upload (413 above)"),
     ("max_job_files", int, "N", "most files in one job"),
     ("max_jobs", int, "N", "jobs queued or running at once (503 above)"),
+    ("job_share", float, "X", "share (0..1] of the workers' turns jobs get under load"),
     ("upload_sweep_interval", float, "SEC", "seconds between sweeps of orphaned uploads"),
     ("queue", str, "URL", "redis://... : jobs run on `depthlite worker` processes"),
     ("store", str, "DIR|URL", "distributed jobs' shared store: a folder or s3://bucket/prefix"),

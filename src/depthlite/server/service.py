@@ -62,7 +62,12 @@ class Service:
     def __init__(self, settings: Settings, estimator: DepthEstimator) -> None:
         self.settings = settings
         self.estimator = estimator
-        self.pool = WorkerPool(settings.workers, settings.queue_size, settings.queue_timeout)
+        self.pool = WorkerPool(
+            settings.workers,
+            settings.queue_size,
+            settings.queue_timeout,
+            background_share=settings.job_share,
+        )
         self.metrics = ServerMetrics(self.pool.stats, self.is_ready)
         self.live = LiveRegistry(settings.live_max_connections)
         self.jobs = build_job_backend(settings, estimator, self.pool)

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     job_ttl: float = Field(86400.0, gt=0, description="seconds finished jobs and results are kept")
     max_job_bytes: int = Field(2 * 1024**3, ge=1, description="largest job upload, in bytes")
     max_job_files: int = Field(10_000, ge=1, description="most files in one job")
+    job_share: float = Field(
+        0.5, gt=0, le=1, description="share of the workers' turns jobs get while uploads wait"
+    )
     upload_sweep_interval: float = Field(
         300.0, gt=0, description="seconds between sweeps of uploads a killed server left"
     )

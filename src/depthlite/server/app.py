@@ -16,6 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from depthlite._version import __version__
 from depthlite.estimator import DepthEstimator
+from depthlite.server.deadlines import BodyDeadlineMiddleware
 from depthlite.server.errors import install_error_handlers
 from depthlite.server.hosts import HostPolicy
 from depthlite.server.logs import configure_logging
@@ -98,6 +99,11 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
             expose_headers=_EXPOSED_HEADERS,
         )
+    app.add_middleware(
+        BodyDeadlineMiddleware,
+        body_timeout=settings.body_timeout,
+        min_rate=settings.min_upload_rate,
+    )
     app.add_middleware(TrustedHostMiddleware, policy=HostPolicy(settings.allowed_hosts))
     # Added last, so it is the outermost: it sees every request, CORS preflights included.
     app.add_middleware(AccessMiddleware, metrics=service.metrics)

@@ -63,6 +63,21 @@ class Settings(BaseSettings):
     live_max_connections: int = Field(
         4, ge=0, description="open live-depth WebSocket streams at once (0: live off)"
     )
+    header_timeout: float = Field(
+        10.0, gt=0, description="seconds a connection has to send a complete request head"
+    )
+    keepalive_timeout: float = Field(
+        5.0, gt=0, description="seconds an idle keep-alive connection stays open"
+    )
+    body_timeout: float = Field(
+        30.0, gt=0, description="longest pause in a request body, in seconds (408 after)"
+    )
+    min_upload_rate: float = Field(
+        8192.0, gt=0, description="slowest average body rate, bytes/s (after body-timeout)"
+    )
+    max_connections: int = Field(
+        500, ge=1, description="open connections at once (more are closed at once)"
+    )
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1, description="largest request body")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="largest image, in pixels")
     # NoDecode: the env value is a comma-separated list, not JSON.

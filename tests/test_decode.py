@@ -315,12 +315,6 @@ def test_not_an_image() -> None:
     assert info.value.status == 415
 
 
-def test_gif_is_unsupported() -> None:
-    data = pil_bytes(Image.fromarray(smooth_rgb()), "GIF")
-    with pytest.raises(UnsupportedFormatError, match="GIF images are not supported"):
-        load_image(data)
-
-
 def jpeg_data() -> bytes:
     ok, buf = cv2.imencode(".jpg", smooth_rgb())
     assert ok

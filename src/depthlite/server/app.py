@@ -20,7 +20,11 @@ from depthlite.server.deadlines import BodyDeadlineMiddleware
 from depthlite.server.errors import install_error_handlers
 from depthlite.server.hosts import HostPolicy
 from depthlite.server.logs import configure_logging
-from depthlite.server.middleware import AccessMiddleware, TrustedHostMiddleware
+from depthlite.server.middleware import (
+    AccessMiddleware,
+    TrimMemoryMiddleware,
+    TrustedHostMiddleware,
+)
 from depthlite.server.openapi import install_openapi
 from depthlite.server.routes import depth, docs, health, jobs, live, metrics, models, ui
 from depthlite.server.service import Service, build_estimator
@@ -99,6 +103,7 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
             expose_headers=_EXPOSED_HEADERS,
         )
+    app.add_middleware(TrimMemoryMiddleware, idle=service.idle)
     app.add_middleware(
         BodyDeadlineMiddleware,
         body_timeout=settings.body_timeout,

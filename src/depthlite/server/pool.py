@@ -231,6 +231,9 @@ class WorkerPool:
                 job = self._next_locked()
                 self._busy += 1
             self._run(job)
+            # An idle worker must not keep its last job (and the result in its future) alive:
+            # a 144 MB answer stayed in memory until the next request.
+            del job
 
     def _next_locked(self) -> _Job:
         """The next job: when both lanes wait, background gets its share of the turns."""

@@ -147,6 +147,11 @@ class Service:
     def is_ready(self) -> bool:
         return self._ready.is_set()
 
+    def idle(self) -> bool:
+        """No request or job work running or waiting on the workers."""
+        stats = self.pool.stats()
+        return not (stats.busy or stats.queued)
+
     @property
     def draining(self) -> bool:
         return self._draining.is_set()

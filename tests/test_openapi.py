@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -12,25 +11,12 @@ pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient
 
-from conftest import loaded_estimator
-from depthlite import DepthEstimator
 from depthlite.server import Settings, create_app
-from test_server import wait_ready
 
 
 @pytest.fixture(scope="module")
-def estimator(converted_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> DepthEstimator:
-    return loaded_estimator(converted_onnx, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def client(
-    estimator: DepthEstimator, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[TestClient]:
-    settings = Settings(jobs_dir=tmp_path_factory.mktemp("jobs"))
-    with TestClient(create_app(settings, estimator)) as test_client:
-        wait_ready(test_client)
-        yield test_client
+def client(app_client: TestClient) -> TestClient:
+    return app_client
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
@@ -94,9 +80,8 @@ def test_job_submission_documents_its_upload_body(client: TestClient) -> None:
     assert "application/octet-stream" in body["content"]
 
 
-def test_security_is_declared_exactly_when_a_key_is_required(
-    client: TestClient, estimator: DepthEstimator
-) -> None:
+def test_security_is_declared_exactly_when_a_key_is_required(client: TestClient) -> None:
+    estimator = client.app.state.service.estimator  # type: ignore[attr-defined]
     open_spec = client.get("/openapi.json").json()
     assert not [key for key, _ in _walk(open_spec) if key == "security"]
     keyed = TestClient(create_app(Settings(api_key="k"), estimator))

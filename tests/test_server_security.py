@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +14,6 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from conftest import loaded_estimator
-from depthlite import DepthEstimator
 from depthlite.server import Settings, create_app
 from depthlite.server.logs import ACCESS_LOGGER, configure_logging
 from test_server import wait_ready
@@ -27,18 +24,8 @@ INJECTION = f"/v1/jobs/abc%0A{FORGED}%1B[31m%7F%C2%9B%E2%80%A8end"
 
 
 @pytest.fixture(scope="module")
-def estimator(converted_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> DepthEstimator:
-    return loaded_estimator(converted_onnx, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def client(
-    estimator: DepthEstimator, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[TestClient]:
-    settings = Settings(jobs_dir=tmp_path_factory.mktemp("jobs"))
-    with TestClient(create_app(settings, estimator)) as test_client:
-        wait_ready(test_client)
-        yield test_client
+def client(app_client: TestClient) -> TestClient:
+    return app_client
 
 
 @pytest.fixture

@@ -21,13 +21,8 @@ from depthlite.errors import (
     InvalidOptionError,
     UnsupportedFormatError,
 )
-from depthlite.imageio.decode import (
-    SUPPORTED_FORMATS,
-    encode_jpeg,
-    encode_png,
-    load_image,
-    to_uint8,
-)
+from depthlite.imageio.decode import SUPPORTED_FORMATS, load_image
+from depthlite.imageio.encode import encode_jpeg, encode_png, to_uint8
 
 EXIF_ORIENTATION = 0x0112
 

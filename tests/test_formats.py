@@ -66,7 +66,8 @@ def test_new_formats_respect_the_pixel_cap(fmt: str) -> None:
 
 def test_16bit_cmyk_tiff_is_read_not_called_corrupt() -> None:
     """OpenCV cannot read it (it was refused as corrupt); PIL converts CMYK to RGB."""
-    tifffile = pytest.importorskip("tifffile")
+    import tifffile  # dev extra; a missing one must fail, not skip
+
     cmyk = np.zeros((24, 32, 4), np.uint16)
     cmyk[..., 1] = 65535  # full magenta
     out = io.BytesIO()

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pytest
 
 from depthlite import DepthEstimator
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 pytest_plugins = ["httpserver"]  # the local HTTP server fixture for download tests
 
@@ -207,3 +210,28 @@ class SlowEstimator(DepthEstimator):
     def predict(self, *args: Any, **kwargs: Any) -> Any:
         time.sleep(self.delay)
         return super().predict(*args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def app_client(
+    converted_onnx: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    """An app with default settings (its own jobs folder) on the synthetic model, ready."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from depthlite.server import Settings, create_app
+
+    estimator = loaded_estimator(converted_onnx, tmp_path_factory)
+    settings = Settings(jobs_dir=tmp_path_factory.mktemp("jobs"))
+    with TestClient(create_app(settings, estimator)) as client:
+        wait_ready(client)
+        yield client
+
+
+def wait_ready(client: TestClient, timeout: float = 30.0) -> None:
+    """Until the app's model is loaded and warmed up (``/readyz`` 200)."""
+    deadline = time.monotonic() + timeout
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "the model never became ready"
+        time.sleep(0.02)

@@ -195,7 +195,7 @@ def test_folder_skips_our_own_outputs(tree: Path, caplog: pytest.LogCaptureFixtu
     items, errors = expand_inputs(["imgs"], recursive=True, flat_output=False)
     assert errors == []
     assert relatives(items) == ["A", "b", "c", "d", "f", "e"]  # no b_color, no b_color_color
-    assert "b_color.png: skipped" in caplog.text
+    assert "4 named like depthlite outputs" in caplog.text
 
 
 def test_explicit_files_and_globs_named_like_outputs_are_kept(tree: Path) -> None:
@@ -227,3 +227,17 @@ def test_absolute_glob_relative_to_its_base(tree: Path) -> None:
 
 def test_relative_defaults_to_stem() -> None:
     assert InputItem("x.png", Path("x.png"), "x").relative == Path("x")
+
+
+def test_a_folder_says_how_many_files_it_skipped_and_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "shots"
+    touch(folder, "a.jpg", "b.HEIC", "c.gif", "notes.txt", "d.xmp", "e.xmp", ".hidden.jpg")
+    with caplog.at_level("WARNING", logger="depthlite.imageio.inputs"):
+        items, errors = expand_inputs([str(folder)])
+    assert errors == []
+    assert sorted(item.stem for item in items) == ["a", "b", "c"]
+    assert f"{folder}: skipped 4 file(s): 1 hidden; 3 other extensions (.txt, .xmp)" in (
+        caplog.text
+    )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient
 
-from conftest import loaded_estimator, test_image
+from conftest import loaded_estimator, test_image, wait_ready
 from depthlite import DepthEstimator
 from depthlite.colorize import COLORMAPS, colorize
 from depthlite.imageio import read_pfm, to_png16
@@ -50,13 +49,6 @@ def jpeg_bytes(rgb: np.ndarray) -> bytes:
 
 
 PNG = png_bytes(IMAGE)
-
-
-def wait_ready(client: TestClient, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while client.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline, "the model never became ready"
-        time.sleep(0.02)
 
 
 def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
@@ -250,18 +242,18 @@ def test_too_many_pixels_is_413(client: TestClient) -> None:
     assert str(MAX_PIXELS) in body["detail"]
 
 
-def test_text_and_gif_are_415(client: TestClient) -> None:
+def test_text_and_icons_are_415(client: TestClient) -> None:
     assert_error(
         client.post("/v1/depth", content=b"hello, world\n" * 10), 415, "unsupported_media_type"
     )
-    gif = io.BytesIO()
-    Image.fromarray(IMAGE).save(gif, format="GIF")
+    icon = io.BytesIO()
+    Image.fromarray(IMAGE).save(icon, format="ICO")  # an image, but never a photo
     body = assert_error(
-        client.post("/v1/depth", files={"file": ("a.gif", gif.getvalue(), "image/gif")}),
+        client.post("/v1/depth", files={"file": ("a.ico", icon.getvalue(), "image/x-icon")}),
         415,
         "unsupported_media_type",
     )
-    assert "GIF" in body["detail"]
+    assert "ICO" in body["detail"] and "HEIF" in body["detail"]
 
 
 def test_truncated_jpeg_is_422(client: TestClient) -> None:

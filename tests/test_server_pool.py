@@ -190,3 +190,27 @@ def test_submit_before_start_is_a_programming_error() -> None:
             await WorkerPool(1, 1, 1.0).submit(str, "x")
 
     run(scenario)
+
+
+def test_background_work_gets_its_share_of_the_turns() -> None:
+    """While both lanes wait, turns alternate at share 0.5; background is never refused."""
+
+    async def scenario() -> list[str]:
+        pool = WorkerPool(1, 4, 10.0, background_share=0.5)
+        pool.start()
+        gate = threading.Event()
+        order: list[str] = []
+        blocker = asyncio.ensure_future(pool.submit(gate.wait))
+        await asyncio.sleep(0.05)  # the worker is busy: everything below waits
+        uploads = [asyncio.ensure_future(pool.submit(order.append, "u")) for _ in range(4)]
+        await asyncio.sleep(0.05)
+        with pytest.raises(QueueFullError):
+            await pool.submit(order.append, "refused")  # the upload lane is full...
+        background = asyncio.ensure_future(pool.submit_background(order.append, "b"))
+        await asyncio.sleep(0.05)  # ...but background work is admitted
+        gate.set()
+        await asyncio.gather(blocker, *uploads, background)
+        await pool.drain(5)
+        return order
+
+    assert asyncio.run(scenario()) == ["b", "u", "u", "u", "u"]

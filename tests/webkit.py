@@ -4,12 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +18,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
+
+from servekit import get, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS_SCREENSHOT = ROOT / "docs" / "webui.png"
@@ -56,31 +52,16 @@ COMPARE_POS = (
     "getComputedStyle(document.getElementById('compare')).getPropertyValue('--pos').trim()"
 )
 WAIT = 30.0  # seconds: the upper bound of every wait (the first inference warms the model up)
-SERVER_START = 90.0
 DESKTOP = (1280, 800)
 PHONE = (390, 844)
 INPUT_SIZE = (320, 200)
 API_KEY = "webui-test-key"
-# The opener never uses a proxy: the only host these tests talk to is 127.0.0.1.
-_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 # ---------------------------------------------------------------------------------- server
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with _LOCAL.open(request, timeout=5) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+_get = get  # the browser tests' name for it
 
 
 @contextmanager
@@ -91,49 +72,9 @@ def _serve(
 
     ``weights`` is one file, or ``MODEL=PATH,...`` with ``models`` for several.
     """
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPTHLITE_")}
-    env.update(DEPTHLITE_HOME=str(home), DEPTHLITE_OFFLINE="1")
-    if api_key:
-        env["DEPTHLITE_API_KEY"] = api_key
-    log_path = home / "server.log"
-    command = [sys.executable, "-m", "depthlite.cli.main", "serve"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--weights", str(weights)]
-    if models:
-        command += ["--models", models]
-    base = f"http://127.0.0.1:{port}"
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-        try:
-            deadline = time.monotonic() + SERVER_START
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"depthlite serve exited ({proc.returncode}):\n{_tail(log_path)}")
-                try:
-                    # Ready means the model is loaded and warmed up, not only listening.
-                    status, _ = _get(f"{base}/readyz", headers)
-                    if status == 404:
-                        status, _ = _get(f"{base}/v1/models", headers)
-                except OSError:
-                    status = 0
-                if status == 200:
-                    break
-                if time.monotonic() > deadline:
-                    pytest.fail(f"depthlite serve did not answer in time:\n{_tail(log_path)}")
-                time.sleep(0.2)
-            yield base
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    args = ("--models", models) if models else ()
+    with serve(weights, home, *args, api_key=api_key) as served:  # type: ignore[arg-type]
+        yield served.base
 
 
 @pytest.fixture(scope="module")

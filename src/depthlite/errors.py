@@ -25,11 +25,20 @@ __all__ = [
     "VideoDecodeError",
     "VideoEncodeError",
     "WeightsError",
+    "clip",
 ]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+# Longest piece of a caller's input an error message repeats (an id, a path).
+_CLIP_CHARS = 64
+
+
+def clip(text: str, limit: int = _CLIP_CHARS) -> str:
+    """``text`` cut to ``limit`` characters (with an ellipsis): errors echo what they are
+    given, and a 10,000-character id should not come back whole."""
+    return text if len(text) <= limit else f"{text[: limit - 1]}\u2026"
 
 
 class DepthliteError(Exception):

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from depthlite.imageio.decode import (
-    DEFAULT_MAX_PIXELS,
-    SUPPORTED_FORMATS,
-    ImageSource,
-    encode_jpeg,
-    encode_png,
-    load_image,
-    to_uint8,
-)
+from depthlite.imageio.decode import DEFAULT_MAX_PIXELS, SUPPORTED_FORMATS, ImageSource, load_image
+from depthlite.imageio.encode import encode_jpeg, encode_png, to_uint8
 from depthlite.imageio.inputs import IMAGE_EXTENSIONS, STDIN_SPEC, InputItem, expand_inputs
 from depthlite.imageio.writers import (
     OUTPUT_FORMATS,

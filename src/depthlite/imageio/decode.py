@@ -1,4 +1,4 @@
-"""Decode any supported image source into an RGB array, and encode arrays back to PNG/JPEG.
+"""Decode any supported image source into an RGB array (encoding back: ``encode.py``).
 
 The decoder is PIL-first: PIL reads the header lazily, so the pixel cap (the decompression-bomb
 guard) is enforced before any pixel is decoded, and PIL's strict truncation checks turn damaged
@@ -12,11 +12,19 @@ decoding JPEGs once with PIL avoids a second decode and keeps the truncation che
 
 PIL cannot hold 16-bit-per-channel colour: it silently truncates 16-bit RGB(A) PNG and TIFF
 files to 8 bits. Those (and only those) are decoded by ``cv2.imdecode`` after PIL has validated
-the header, and the EXIF orientation PIL read is applied with numpy.
+the header, and the EXIF orientation PIL read is applied with numpy; a file OpenCV cannot read
+(a 16-bit CMYK or JPEG-compressed TIFF) falls back to PIL, at 8 bits.
+
+Formats are PIL's own plugins (GIF and animated WebP/PNG give their first frame; PPM/PGM/PBM,
+TGA, QOI, AVIF where Pillow was built with it) plus HEIC/HEIF through ``pillow-heif`` (the
+``heif`` extra), registered on first use. All of them go through the same pixel cap, EXIF
+orientation and truncation checks.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import io
 import logging
 import os
@@ -31,7 +39,7 @@ from typing import BinaryIO
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from depthlite.errors import (
     ImageDecodeError,
@@ -41,22 +49,22 @@ from depthlite.errors import (
     InvalidOptionError,
     UnsupportedFormatError,
 )
-from depthlite.imageio.png import encode_gray, encode_rgb
 
-__all__ = [
-    "DEFAULT_MAX_PIXELS",
-    "SUPPORTED_FORMATS",
-    "ImageSource",
-    "encode_jpeg",
-    "encode_png",
-    "load_image",
-    "to_uint8",
-]
+__all__ = ["DEFAULT_MAX_PIXELS", "SUPPORTED_FORMATS", "ImageSource", "load_image"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_PIXELS = 40_000_000
-SUPPORTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
+_HAS_HEIF = importlib.util.find_spec("pillow_heif") is not None
+# What photos come as; formats that cannot be a photo (PSD, EPS, ICO, FITS, ...) stay refused.
+SUPPORTED_FORMATS: tuple[str, ...] = (
+    *("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "PPM", "QOI"),
+    *(("AVIF",) if features.check("avif") else ()),
+    *(("HEIF",) if _HAS_HEIF else ()),
+    "TGA",  # last: TGA has no magic bytes, so its parser must only see what nothing else took
+)
+# ISO-BMFF brands of HEIC/HEIF files (the "ftyp" box at offset 4).
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
 
 ImageSource = str | os.PathLike | bytes | np.ndarray | Image.Image
 
@@ -68,6 +76,7 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_COLOUR_TYPES_WITH_COLOUR_OR_ALPHA = (2, 4, 6)
 _GREY_16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 _UINT16_MAX = 65535
+_TIFF_PHOTOMETRIC_RGB = 2
 
 # libjpeg-turbo writes RGB directly with IMREAD_COLOR_RGB (OpenCV >= 4.12): the same pixels
 # as BGR plus a channel swap, without the swap (6.89 -> 6.15 ms for a 1080p JPEG, measured).
@@ -76,6 +85,15 @@ _JPEG_FLAGS = getattr(cv2, "IMREAD_COLOR_RGB", cv2.IMREAD_COLOR) | cv2.IMREAD_IG
 
 # Serialises the rare calls that must raise PIL's process-wide pixel limit (see _pil_limits).
 _PIL_LIMIT_LOCK = threading.Lock()
+
+
+@functools.cache
+def _register_plugins() -> None:
+    """pillow-heif's opener, once, on the first decode (never at import time)."""
+    if _HAS_HEIF:
+        from pillow_heif import register_heif_opener
+
+        register_heif_opener()
 
 
 def _formats_hint() -> str:
@@ -136,6 +154,10 @@ def _sniff_format(prefix: bytes) -> str | None:
 
 
 def _unidentified(prefix: bytes, source: str) -> InputError:
+    if not _HAS_HEIF and prefix[4:8] == b"ftyp" and prefix[8:12] in _HEIF_BRANDS:
+        return UnsupportedFormatError(
+            "HEIC/HEIF images need pillow-heif: pip install 'depthlite[heif]'", source
+        )
     fmt = _sniff_format(prefix)
     if fmt in SUPPORTED_FORMATS:
         # The magic bytes say PNG/JPEG/...; the header behind them failed to parse.
@@ -159,7 +181,9 @@ def _is_deep_colour(im: Image.Image, head: bytes) -> bool:
     if im.format == "TIFF":
         bits = im.tag_v2.get(258, (8,))  # type: ignore[attr-defined]
         bits = bits if isinstance(bits, tuple) else (bits,)
-        return max(bits) == 16 and len(bits) > 1
+        # Only RGB: OpenCV reads 16-bit CMYK or Lab wrong or not at all; PIL converts them.
+        rgb = im.tag_v2.get(262) == _TIFF_PHOTOMETRIC_RGB  # type: ignore[attr-defined]
+        return max(bits) == 16 and len(bits) > 1 and rgb
     return False
 
 
@@ -215,14 +239,16 @@ def _decode_jpeg_with_cv2(im: Image.Image, data: bytes, source: str) -> np.ndarr
     return np.ascontiguousarray(_orient(arr, _exif_orientation(im, source)))
 
 
-def _decode_deep_with_cv2(im: Image.Image, fp: BinaryIO, source: str) -> np.ndarray:
+def _decode_deep_with_cv2(im: Image.Image, fp: BinaryIO, source: str) -> np.ndarray | None:
+    """16-bit colour pixels by OpenCV, or None when it cannot read them (PIL then tries)."""
     orientation = _exif_orientation(im, source)
     fp.seek(0)
     buf = np.frombuffer(fp.read(), dtype=np.uint8)
     # IMREAD_UNCHANGED keeps 16 bits and does not apply orientation, so we apply it once.
     arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    if arr is None:
-        raise ImageDecodeError(f"corrupt or truncated {im.format} data", source=source)
+    if arr is None or arr.shape[:2] != (im.height, im.width):
+        logger.debug("%s: OpenCV cannot read this %s; decoding it at 8 bits", source, im.format)
+        return None
     if arr.ndim == 3:
         arr = cv2.cvtColor(arr[..., :3], cv2.COLOR_BGR2RGB)
     return _orient(arr, orientation)
@@ -268,6 +294,7 @@ def _decode_stream(fp: BinaryIO, source: str, max_pixels: int) -> np.ndarray:
     if not prefix:
         raise UnsupportedFormatError(f"empty input; {_formats_hint()}", source=source)
     fp.seek(0)
+    _register_plugins()
     try:
         with _pil_limits(max_pixels):
             # Only our formats' header parsers ever see the bytes; others are only sniffed.
@@ -276,8 +303,9 @@ def _decode_stream(fp: BinaryIO, source: str, max_pixels: int) -> np.ndarray:
             if fmt not in SUPPORTED_FORMATS:
                 raise UnsupportedFormatError(f"{fmt} images are not supported", source=source)
             _check_pixels(im.width, im.height, max_pixels, source)
-            if _is_deep_colour(im, head):
-                return _decode_deep_with_cv2(im, fp, source)
+            deep = _decode_deep_with_cv2(im, fp, source) if _is_deep_colour(im, head) else None
+            if deep is not None:
+                return deep
             if fmt == "JPEG":
                 fp.seek(0)
                 fast = _decode_jpeg_with_cv2(im, fp.read(), source)
@@ -371,48 +399,3 @@ def load_image(
         # Arrays over PIL's pixel buffer are read-only; callers may legitimately edit in place.
         rgb = rgb.copy()
     return rgb
-
-
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    """8-bit view of an image for display: uint16 is scaled by 255/65535 with rounding."""
-    if img.dtype == np.uint8:
-        return img
-    if img.dtype == np.uint16:
-        return ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    raise ValueError(f"expected a uint8 or uint16 image, got {img.dtype}")
-
-
-def _to_bgr_for_cv2(img: np.ndarray) -> np.ndarray:
-    if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1):
-        return img
-    if img.ndim == 3 and img.shape[2] == 3:
-        return cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGR)
-    raise ValueError(f"expected an HxW or HxWx3 image, got shape {img.shape}")
-
-
-def encode_png(img: np.ndarray) -> bytes:
-    """PNG bytes of an RGB or single-channel uint8/uint16 image (16-bit is kept).
-
-    Written by :mod:`depthlite.imageio.png`, as fast as ``cv2.imencode`` or faster, same pixels.
-    """
-    arr = np.asarray(img)
-    if arr.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"PNG needs uint8 or uint16 pixels, got {arr.dtype}")
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[..., 0]
-    if arr.ndim == 2:
-        return encode_gray(arr)
-    if arr.ndim == 3 and arr.shape[2] == 3:
-        return encode_rgb(arr)
-    raise ValueError(f"expected an HxW or HxWx3 image, got shape {arr.shape}")
-
-
-def encode_jpeg(img_rgb: np.ndarray, quality: int = 90) -> bytes:
-    """JPEG bytes of an RGB or single-channel image; uint16 is reduced to 8 bits first."""
-    if not 0 <= quality <= 100:
-        raise InvalidOptionError(f"JPEG quality must be in 0..100, not {quality}")
-    img = to_uint8(img_rgb)
-    ok, buf = cv2.imencode(".jpg", _to_bgr_for_cv2(img), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ValueError("cv2 could not encode the JPEG")
-    return buf.tobytes()

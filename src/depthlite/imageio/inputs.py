@@ -24,7 +24,10 @@ __all__ = ["IMAGE_EXTENSIONS", "STDIN_SPEC", "InputItem", "expand_inputs"]
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    *(".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"),
+    *(".heic", ".heif", ".avif", ".gif", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".qoi"),
+)
 STDIN_SPEC = "-"
 STDIN_SOURCE = "<stdin>"
 STDIN_STEM = "stdin"
@@ -56,21 +59,32 @@ class InputItem:
             object.__setattr__(self, "relative", Path(self.stem))
 
 
-def _is_image_name(name: str) -> bool:
-    # Dot-files are skipped: macOS "._photo.jpg" resource forks carry image extensions.
-    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
-
-
-def _is_folder_input(folder: Path, name: str) -> bool:
-    """An image file of a folder that is not one of our outputs ("photo_color.png")."""
-    if not _is_image_name(name):
-        return False
+def _skip_reason(name: str) -> str | None:
+    """Why a file of a folder is not an input (None: it is one)."""
+    if name.startswith("."):
+        return "hidden"
+    if not name.lower().endswith(IMAGE_EXTENSIONS):
+        return "other extensions"
     if name.endswith(_OUTPUT_ENDINGS):
         # Exact-case match: these are the names we write. Explicit files and globs are not
         # filtered: naming a file is a clear request to process it.
-        logger.debug("%s: skipped, named like a depthlite output", folder / name)
-        return False
-    return True
+        return "named like depthlite outputs"
+    return None
+
+
+def _report_skipped(root: Path, skipped: dict[str, list[str]]) -> None:
+    """One line per folder spec: how many files were left out, and why."""
+    if not skipped:
+        return
+    parts = []
+    for reason, names in sorted(skipped.items()):
+        part = f"{len(names)} {reason}"
+        if reason == "other extensions":
+            exts = sorted({Path(n).suffix.lower() or "(none)" for n in names})
+            part += f" ({', '.join(exts[:6])}{', ...' if len(exts) > 6 else ''})"
+        parts.append(part)
+    total = sum(len(names) for names in skipped.values())
+    logger.warning("%s: skipped %d file(s): %s", root, total, "; ".join(parts))
 
 
 def _stem_path(rel: Path) -> Path:
@@ -84,10 +98,17 @@ def _walk_dir(root: Path, recursive: bool, errors: list[InputError]) -> list[Pat
         errors.append(InputError(f"cannot list folder: {exc.strerror or exc}", str(exc.filename)))
 
     found: list[Path] = []
+    skipped: dict[str, list[str]] = {}
     for folder, dirs, files in os.walk(root, onerror=on_error):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
         base = Path(folder).relative_to(root)
-        found.extend(base / name for name in files if _is_folder_input(Path(folder), name))
+        for name in files:
+            reason = _skip_reason(name)
+            if reason is None:
+                found.append(base / name)
+            else:
+                skipped.setdefault(reason, []).append(name)
+    _report_skipped(root, skipped)
     return sorted(found, key=lambda p: p.as_posix())
 
 

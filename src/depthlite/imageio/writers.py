@@ -27,7 +27,7 @@ from depthlite.colorize import (
     palette,
 )
 from depthlite.fsutil import atomic_path
-from depthlite.imageio.decode import to_uint8
+from depthlite.imageio.encode import to_uint8
 from depthlite.imageio.png import encode_gray, encode_indexed, encode_rgb
 from depthlite.options import check_choice
 

@@ -11,8 +11,8 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from depthlite.colorize import DEFAULT_COLORMAP, colormap_id
-from depthlite.errors import DepthliteError, InvalidOptionError
+from depthlite.colorize import DEFAULT_COLORMAP
+from depthlite.errors import DepthliteError, InvalidOptionError, clip
 from depthlite.imageio import OUTPUT_FORMATS
 from depthlite.normalize import NormalizerOptions
 from depthlite.options import PRECISIONS, RESIZE_MODES, check_choice
@@ -40,6 +40,10 @@ class JobNotFoundError(DepthliteError):
 
     code = "job_not_found"
     status = 404
+
+    @classmethod
+    def for_id(cls, job_id: str) -> JobNotFoundError:
+        return cls(f"no job {clip(job_id)!r} (unknown, or its results expired)")
 
 
 class JobStateError(DepthliteError):
@@ -82,23 +86,29 @@ class JobSpec:
 
     def __post_init__(self) -> None:
         check_choice("job kind", self.kind, JOB_KINDS)
-        allowed = OUTPUT_FORMATS if self.kind == "images" else VIDEO_FORMATS
-        if not self.formats or any(f not in allowed for f in self.formats):
-            raise InvalidOptionError(
-                f"format {','.join(self.formats) or '(none)'} is not valid for {self.kind}; "
-                f"choose from {','.join(allowed)}"
-            )
-        if self.kind == "video" and len(self.formats) != 1:
-            raise InvalidOptionError("a video job has exactly one format: mp4, png16 or npz")
-        colormap_id(self.colormap)
+        self._check_formats()
         if self.resize is not None:
             check_choice("resize", self.resize, RESIZE_MODES)
         if self.precision is not None:
             check_choice("precision", self.precision, PRECISIONS)
         if self.model is not None:
             object.__setattr__(self, "model", get_card(self.model).name)
-        if self.kind == "video":
-            self.video_options()  # validates times, frames and normaliser options
+        # Every option is checked whatever the kind: an image job ignores the video options,
+        # but a value a video job would refuse is a client error either way.
+        VideoOptions.from_flat(self, fmt=None)
+
+    def _check_formats(self) -> None:
+        allowed = OUTPUT_FORMATS if self.kind == "images" else VIDEO_FORMATS
+        given = ",".join(self.formats)
+        if not self.formats or any(f not in allowed for f in self.formats):
+            raise InvalidOptionError(
+                f"format {given!r} is not valid for {self.kind}; "
+                f"give one or more of {','.join(allowed)}, comma-separated"
+            )
+        if len(set(self.formats)) != len(self.formats):
+            raise InvalidOptionError(f"format {given!r} names a format twice")
+        if self.kind == "video" and len(self.formats) != 1:
+            raise InvalidOptionError("a video job has exactly one format: mp4, png16 or npz")
 
     def video_options(self) -> VideoOptions:
         return VideoOptions.from_flat(self, fmt=self.formats[0])

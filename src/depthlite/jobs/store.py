@@ -192,11 +192,11 @@ class JobStore:
         """The job; JobNotFoundError if unknown, expired, or (with ``owner``) someone else's."""
         row = self._db().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
-            raise JobNotFoundError(f"no job {job_id!r} (unknown, or its results expired)")
+            raise JobNotFoundError.for_id(job_id)
         job = Job.from_row(row)
         expired = job.expires is not None and job.expires <= time.time()
         if expired or (owner is not None and not secrets.compare_digest(job.owner, owner)):
-            raise JobNotFoundError(f"no job {job_id!r} (unknown, or its results expired)")
+            raise JobNotFoundError.for_id(job_id)
         return job
 
     def claim_next(self) -> Job | None:

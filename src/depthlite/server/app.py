@@ -16,10 +16,17 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from depthlite._version import __version__
 from depthlite.estimator import DepthEstimator
+from depthlite.server.deadlines import BodyDeadlineMiddleware
 from depthlite.server.errors import install_error_handlers
+from depthlite.server.hosts import HostPolicy
 from depthlite.server.logs import configure_logging
-from depthlite.server.middleware import AccessMiddleware
-from depthlite.server.routes import depth, health, jobs, live, metrics, models, ui
+from depthlite.server.middleware import (
+    AccessMiddleware,
+    TrimMemoryMiddleware,
+    TrustedHostMiddleware,
+)
+from depthlite.server.openapi import install_openapi
+from depthlite.server.routes import depth, docs, health, jobs, live, metrics, models, ui
 from depthlite.server.service import Service, build_estimators
 from depthlite.server.settings import Settings, load_settings
 
@@ -84,12 +91,20 @@ def create_app(
         version=__version__,
         description=_DESCRIPTION,
         lifespan=_lifespan,
+        docs_url=None,  # served offline by routes/docs.py
+        redoc_url=None,
     )
     app.state.service = service
     install_error_handlers(app)
+    # A request may only ask for what was loaded: the schema's enums say exactly that.
+    precisions = sorted({est.precision for est in service.estimators.values()})
+    choices = {"precision": precisions, "model": list(service.estimators)}
+    install_openapi(app, keyed=bool(settings.api_keys), choices=choices)
     for module in (depth, jobs, live, models, health, metrics):
         app.include_router(module.router())
+    app.include_router(docs.router(app.title))
     app.include_router(ui.router())
+    docs.mount_assets(app)
     ui.mount_static(app)
     if settings.cors_origins:
         app.add_middleware(
@@ -99,6 +114,13 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
             expose_headers=_EXPOSED_HEADERS,
         )
+    app.add_middleware(TrimMemoryMiddleware, idle=service.idle)
+    app.add_middleware(
+        BodyDeadlineMiddleware,
+        body_timeout=settings.body_timeout,
+        min_rate=settings.min_upload_rate,
+    )
+    app.add_middleware(TrustedHostMiddleware, policy=HostPolicy(settings.allowed_hosts))
     # Added last, so it is the outermost: it sees every request, CORS preflights included.
     app.add_middleware(AccessMiddleware, metrics=service.metrics)
     return app

@@ -15,8 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
-from depthlite.errors import DepthliteError
+from depthlite.errors import DepthliteError, clip
 
 __all__ = ["error_response", "install_error_handlers"]
 
@@ -69,10 +70,21 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
     detail = str(exc.detail)
     if exc.status_code == 404 and detail == "Not Found":
-        detail = f"nothing here: {request.method} {request.url.path}"
+        detail = f"nothing here: {request.method} {clip(request.url.path)}"
     elif exc.status_code == 405:
-        detail = f"{request.method} is not allowed on {request.url.path}"
+        detail = f"{request.method} is not allowed on {clip(request.url.path)}"
+        return error_response(405, code, detail, {"Allow": _allowed_methods(request)})
     return error_response(exc.status_code, code, detail, exc.headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path: Starlette's 405 names only the first
+    route's (GET for /v1/jobs/{id}, which DELETE serves too)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 async def _client_disconnect(request: Request, exc: Exception) -> JSONResponse:

@@ -18,6 +18,7 @@ __all__ = [
     "QueueFullError",
     "QueueTimeoutError",
     "QueueUnavailableError",
+    "RequestTimeoutError",
     "ServiceUnavailableError",
     "ShuttingDownError",
     "UnauthorizedError",
@@ -114,3 +115,15 @@ class MissingImageError(InputError):
 
     code = "missing_image"
     status = 422
+
+
+class RequestTimeoutError(DepthliteError):
+    """The client sent its request too slowly (see ``server/deadlines.py``)."""
+
+    code = "request_timeout"
+    status = 408
+
+    @property
+    def headers(self) -> dict[str, str]:
+        # The rest of a stalled body may never come: this connection is done.
+        return {"Connection": "close"}

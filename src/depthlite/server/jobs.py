@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,20 +18,14 @@ from depthlite.hub import cache_dir
 from depthlite.jobs.local import EmbeddedRunner, EstimatorPicker
 from depthlite.jobs.spec import JobSpec, JobStateError
 from depthlite.jobs.store import Job, JobStore
-from depthlite.server.exceptions import (
-    JobsFullError,
-    QueueFullError,
-    QueueTimeoutError,
-    ShuttingDownError,
-)
+from depthlite.server.exceptions import JobsFullError
 from depthlite.server.pool import WorkerPool
 from depthlite.server.settings import Settings
+from depthlite.server.staging import UploadArea
 
 __all__ = ["JobBackend", "build_job_backend", "jobs_root"]
 
 logger = logging.getLogger(__name__)
-
-_MAX_WAIT_FOR_POOL = 1.0
 
 
 def jobs_root(settings: Settings) -> Path:
@@ -60,12 +53,7 @@ class JobBackend:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()  # start (warm-up thread) vs stop (shutdown)
         self._stopped = False
-
-    @property
-    def uploads_dir(self) -> Path:
-        path = self.store.root / "uploads"
-        path.mkdir(exist_ok=True)
-        return path
+        self.uploads = UploadArea(self.store.root / "uploads")
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start running jobs (after the model is ready); ``loop`` runs the pool's futures."""
@@ -86,20 +74,16 @@ class JobBackend:
             runner.stop(timeout)
 
     def _run_on_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` on the worker pool, from the runner's thread; waits for a free slot.
+        """``fn(*args)`` on the worker pool's background lane, from the runner's thread.
 
-        Jobs are background work: when the pool is full they wait and retry instead of
-        failing, and uploads arriving meanwhile are admitted first.
+        That lane is never refused for uploads filling the queue and gets its share of the
+        workers' turns (``--job-share``), so a job progresses however busy uploads keep it.
         """
         assert self._loop is not None
-        while True:
-            future = asyncio.run_coroutine_threadsafe(self.pool.submit(fn, *args), self._loop)
-            try:
-                return future.result()
-            except (QueueFullError, QueueTimeoutError) as exc:
-                if self.runner is not None and self.runner.stopping:
-                    raise ShuttingDownError("the server is shutting down") from exc
-                time.sleep(min(exc.retry_after, _MAX_WAIT_FOR_POOL))
+        future = asyncio.run_coroutine_threadsafe(
+            self.pool.submit_background(fn, *args), self._loop
+        )
+        return future.result()
 
     # ------------------------------------------------------------------ the API's verbs
     def check_capacity(self) -> None:

@@ -2,6 +2,10 @@
 
 Access records carry their fields as ``extra`` attributes (method, path, status, duration_ms,
 client, route) so the JSON formatter emits them as keys and the plain formatter as one line.
+
+Both formatters escape control characters (``\n``, ESC, DEL, C1 codes, Unicode line separators
+and bidi overrides) in the message and in every string field: paths, queries, file names and
+headers are the client's, and one raw newline would let it forge a log line.
 """
 
 from __future__ import annotations
@@ -13,11 +17,34 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["ACCESS_LOGGER", "JsonFormatter", "RedactKeys", "access_log", "configure_logging"]
+__all__ = [
+    "ACCESS_LOGGER",
+    "JsonFormatter",
+    "PlainFormatter",
+    "RedactKeys",
+    "access_log",
+    "configure_logging",
+    "escape_control",
+]
 
 ACCESS_LOGGER = "depthlite.server.access"
 _ACCESS_FIELDS = ("method", "path", "route", "status", "duration_ms", "client")
 _PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def escape_control(text: str) -> str:
+    """``text`` on one line, with every control character written as ``\\xNN``/``\\uNNNN``."""
+    return _CONTROL.sub(_escape_char, text)
+
+
+def _escape_value(value: Any) -> Any:
+    return escape_control(value) if isinstance(value, str) else value
 
 
 _SECRET_QUERY = re.compile(r"([?&]key=)[^&\s\"']*")
@@ -35,8 +62,25 @@ class RedactKeys(logging.Filter):
         return True
 
 
+class PlainFormatter(logging.Formatter):
+    """The plain one-line format, with the message's control characters escaped.
+
+    Only the message: a traceback (``exc_info``) is ours and keeps its lines.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(_PLAIN_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        record.message = escape_control(record.message)
+        return super().formatMessage(record)
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, plus access fields if any."""
+    """One JSON object per line: time, level, logger, message, plus access fields if any.
+
+    ``json.dumps`` escapes C0 controls already, not DEL, C1 (CSI) or bidi overrides.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
@@ -45,11 +89,11 @@ class JsonFormatter(logging.Formatter):
             ),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": escape_control(record.getMessage()),
         }
         for key in _ACCESS_FIELDS:
             if key in record.__dict__:
-                payload[key] = record.__dict__[key]
+                payload[key] = _escape_value(record.__dict__[key])
         if record.exc_info:
             payload["exc_info"] = self.formatException(record.exc_info)
         # default=str: a stray non-JSON value in a message argument must not lose the line.
@@ -65,7 +109,7 @@ def configure_logging(log_format: str, level: str) -> None:
     """
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactKeys())
-    formatter = JsonFormatter() if log_format == "json" else logging.Formatter(_PLAIN_FORMAT)
+    formatter = JsonFormatter() if log_format == "json" else PlainFormatter()
     handler.setFormatter(formatter)
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     # uvicorn's own loggers propagate to the root once it is started with log_config=None;

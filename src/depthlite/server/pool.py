@@ -10,6 +10,10 @@ work when full, and cannot take back a job that waited too long. Here:
 * A failing job never kills its worker: the exception goes to the caller.
 * ``close`` stops admissions (:class:`ShuttingDownError`); workers finish what was admitted,
   then exit. ``drain`` waits for that, with a deadline.
+* Background work (``submit_background``: the job runner's images and frames) has its own
+  lane: never refused because uploads filled the queue, never timed out, and, whenever both
+  lanes wait, given ``background_share`` of the workers' turns. Without it a job loses every
+  race for a free slot against clients that post without backing off, and starves.
 
 Nothing here knows about HTTP: ``submit(fn, *args)`` runs any callable, for the HTTP API, a
 WebSocket stream or a job queue alike. Counters are read with :meth:`stats` (for metrics).
@@ -61,14 +65,19 @@ class PoolStats:
 class _Job:
     """One submitted call; ``future`` lives on the submitter's event loop."""
 
-    __slots__ = ("args", "fn", "future", "loop")
+    __slots__ = ("args", "background", "fn", "future", "loop")
 
     def __init__(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], loop: asyncio.AbstractEventLoop
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        loop: asyncio.AbstractEventLoop,
+        background: bool = False,
     ) -> None:
         self.fn = fn
         self.args = args
         self.loop = loop
+        self.background = background
         self.future: asyncio.Future[Any] = loop.create_future()
 
 
@@ -97,6 +106,7 @@ class WorkerPool:
         queue_size: int,
         queue_timeout: float,
         *,
+        background_share: float = 0.5,
         name: str = "depthlite-worker",
     ) -> None:
         if workers < 1 or queue_size < 0 or not queue_timeout > 0:
@@ -104,12 +114,18 @@ class WorkerPool:
                 f"need workers >= 1, queue_size >= 0, queue_timeout > 0; got "
                 f"{workers}, {queue_size}, {queue_timeout}"
             )
+        if not 0 < background_share <= 1:
+            raise ValueError(f"need 0 < background_share <= 1, got {background_share}")
+        self.background_share = background_share
         self.workers = workers
         self.queue_size = queue_size
         self.queue_timeout = queue_timeout
         self.name = name
         self._cond = threading.Condition()
         self._jobs: deque[_Job] = deque()
+        self._background: deque[_Job] = deque()
+        # Turns given to (uploads, background) while both lanes were waiting.
+        self._turns = [0, 0]
         self._threads: list[threading.Thread] = []
         self._busy = 0
         self._closing = False
@@ -158,6 +174,21 @@ class WorkerPool:
                 job.future.add_done_callback(_consume)
             raise
 
+    async def submit_background(self, fn: Callable[..., T], *args: Any) -> T:
+        """Like :meth:`submit`, for background work: see the module docstring.
+
+        Not bounded here: its callers are the job runner's threads (a video job infers from
+        one per core), each waiting for its call, so they bound the lane themselves.
+        """
+        job = _Job(fn, args, asyncio.get_running_loop(), background=True)
+        self._admit(job)
+        try:
+            return await asyncio.shield(job.future)
+        except asyncio.CancelledError:
+            if not self._withdraw(job, timed_out=False):
+                job.future.add_done_callback(_consume)
+            raise
+
     def _admit(self, job: _Job) -> None:
         with self._cond:
             if self._closing:
@@ -165,6 +196,10 @@ class WorkerPool:
                 raise ShuttingDownError("the server is shutting down")
             if not self._threads:
                 raise RuntimeError("WorkerPool.start() was not called")
+            if job.background:
+                self._background.append(job)
+                self._cond.notify()
+                return
             if self._busy + len(self._jobs) >= self.workers + self.queue_size:
                 self._rejected_full += 1
                 raise QueueFullError(
@@ -179,7 +214,7 @@ class WorkerPool:
         """Take a job that has not started out of the queue; False if a worker has it."""
         with self._cond:
             try:
-                self._jobs.remove(job)
+                (self._background if job.background else self._jobs).remove(job)
             except ValueError:
                 return False
             if timed_out:
@@ -189,13 +224,26 @@ class WorkerPool:
     def _work(self) -> None:
         while True:
             with self._cond:
-                while not self._jobs and not self._closing:
+                while not self._jobs and not self._background and not self._closing:
                     self._cond.wait()
-                if not self._jobs:
+                if not self._jobs and not self._background:
                     return  # closing and nothing left: admitted work is done
-                job = self._jobs.popleft()
+                job = self._next_locked()
                 self._busy += 1
             self._run(job)
+            # An idle worker must not keep its last job (and the result in its future) alive:
+            # a 144 MB answer stayed in memory until the next request.
+            del job
+
+    def _next_locked(self) -> _Job:
+        """The next job: when both lanes wait, background gets its share of the turns."""
+        if not (self._jobs and self._background):
+            return (self._jobs or self._background).popleft()
+        uploads, background = self._turns
+        share = self.background_share
+        take_background = background * (1 - share) <= uploads * share
+        self._turns[take_background] += 1
+        return (self._background if take_background else self._jobs).popleft()
 
     def _run(self, job: _Job) -> None:
         start = time.perf_counter()
@@ -241,7 +289,7 @@ class WorkerPool:
                 alive=sum(thread.is_alive() for thread in self._threads),
                 queue_size=self.queue_size,
                 busy=self._busy,
-                queued=len(self._jobs),
+                queued=len(self._jobs) + len(self._background),
                 completed=self._completed,
                 failed=self._failed,
                 rejected_full=self._rejected_full,
@@ -269,8 +317,9 @@ class WorkerPool:
         if not any(thread.is_alive() for thread in self._threads):
             return True
         with self._cond:
-            abandoned = list(self._jobs)
+            abandoned = [*self._jobs, *self._background]
             self._jobs.clear()
+            self._background.clear()
         for job in abandoned:
             self._deliver(job, False, ShuttingDownError("the server shut down before this ran"))
         return False

@@ -18,6 +18,7 @@ import uvicorn
 
 from depthlite.errors import EXIT_FAILURE, EXIT_OK
 from depthlite.server.app import create_app
+from depthlite.server.deadlines import guarded_protocol
 from depthlite.server.logs import configure_logging
 from depthlite.server.service import Service, build_estimators
 from depthlite.server.settings import Settings
@@ -81,6 +82,8 @@ def serve(settings: Settings) -> int:
         log_config=None,  # ours (configure_logging) stays in charge
         access_log=False,  # ours has the route, the status and the timings
         timeout_graceful_shutdown=round(settings.shutdown_timeout),
+        timeout_keep_alive=settings.keepalive_timeout,  # type: ignore[arg-type]
+        http=guarded_protocol(settings.header_timeout, settings.max_connections),
         server_header=False,
         lifespan="on",
     )

@@ -8,7 +8,7 @@ or output format appears in the API and its OpenAPI document without an edit her
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -35,6 +35,7 @@ __all__ = [
     "PrecisionName",
     "ReadyBody",
     "ResizeMode",
+    "error_responses",
 ]
 
 # The library's file formats plus two the API adds: the colour map as JPEG, and statistics.
@@ -58,6 +59,33 @@ class ErrorBody(BaseModel):
     detail: str = Field(examples=["not a recognised image; supported formats: JPEG, PNG"])
 
 
+# What each error status means, wherever it is documented (one wording for the whole API).
+_ERROR_MEANINGS = {
+    400: "a Host this server does not serve, or the client went away mid-upload",
+    401: "missing or wrong API key",
+    404: "no such job for this key (unknown, or its results expired)",
+    408: "the request was not sent within the server's deadlines",
+    409: "the job is not in a state that allows this (e.g. no result yet)",
+    413: "body or image too large",
+    415: "not an image, or an unsupported format",
+    422: "an invalid parameter value, or a corrupt or missing input",
+    503: "overloaded, queue timeout, not ready or shutting down (Retry-After)",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for these error statuses: an :class:`ErrorBody` each."""
+    return {
+        status: {"model": ErrorBody, "description": _ERROR_MEANINGS[status]} for status in statuses
+    }
+
+
+def _pair(description: str) -> Any:
+    # A list of fixed length, not a tuple: tuples become "prefixItems", which OpenAPI 3.0
+    # tools (and many 3.1 ones) cannot read.
+    return Field(min_length=2, max_length=2, description=description)
+
+
 class DepthSummary(BaseModel):
     """``format=json``: statistics of the depth map instead of the map itself."""
 
@@ -67,7 +95,7 @@ class DepthSummary(BaseModel):
     max: float | None
     mean: float | None
     percentiles: dict[str, float | None] = Field(description='keys "1", "5", "50", "95", "99"')
-    network_input: tuple[int, int] = Field(description="[height, width] the network ran at")
+    network_input: list[int] = _pair("[height, width] the network ran at")
     kind: str = Field(
         description="relative_inverse_depth | relative_disparity | metric_depth (min/max/"
         "percentiles are then in the unit)"
@@ -85,8 +113,8 @@ class InputPolicyInfo(BaseModel):
     multiple_of: int
     resize: str
     rule: str = Field(description="upper_bound | lower_bound | minimal (keep_aspect's rule)")
-    mean: tuple[float, float, float] | None
-    std: tuple[float, float, float] | None
+    mean: list[float] | None = Field(min_length=3, max_length=3, description="per RGB channel")
+    std: list[float] | None = Field(min_length=3, max_length=3, description="per RGB channel")
 
 
 class ModelFileInfo(BaseModel):

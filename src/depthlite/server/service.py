@@ -89,7 +89,12 @@ class Service:
         # Canonical name -> estimator, in --models order; the first is the default.
         self.estimators = {est.card.name: est for est in estimators}
         self.estimator = estimators[0]
-        self.pool = WorkerPool(settings.workers, settings.queue_size, settings.queue_timeout)
+        self.pool = WorkerPool(
+            settings.workers,
+            settings.queue_size,
+            settings.queue_timeout,
+            background_share=settings.job_share,
+        )
         self.metrics = ServerMetrics(self.pool.stats, self.is_ready)
         self.live = LiveRegistry(settings.live_max_connections)
         self.jobs = build_job_backend(settings, self.pick, self.pool)
@@ -100,6 +105,7 @@ class Service:
         self._load_error: BaseException | None = None
         self._warmup_ms = 0.0
         self._model_info: dict[str, ModelInfo] = {}
+        self._sweeper: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -108,9 +114,19 @@ class Service:
         Called on the event loop (the lifespan start-up); jobs start once the model is ready.
         """
         self._loop = asyncio.get_running_loop()
+        self._sweeper = self._loop.create_task(self._sweep_uploads())
         self.pool.start()
         # Daemon: an estimator stuck in load() must not block interpreter exit.
         threading.Thread(target=self._warm_up, name="depthlite-warmup", daemon=True).start()
+
+    async def _sweep_uploads(self) -> None:
+        """Folders of uploads a killed server left: once now, then every interval."""
+        while True:
+            try:
+                await asyncio.to_thread(self.jobs.uploads.sweep)
+            except OSError as exc:  # a full or read-only disk must not end the sweeps
+                logger.warning("could not sweep orphaned uploads: %s", exc)
+            await asyncio.sleep(self.settings.upload_sweep_interval)
 
     def _warm_up(self) -> None:
         start = time.perf_counter()
@@ -144,6 +160,8 @@ class Service:
     async def stop(self) -> None:
         """Refuse new work and wait for admitted work, up to ``shutdown_timeout``."""
         self.begin_shutdown()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         # Off the loop: the job runner may be waiting for a pool result the loop delivers.
         await asyncio.to_thread(self.jobs.stop, self.settings.shutdown_timeout)
         stats = self.pool.stats()
@@ -158,6 +176,11 @@ class Service:
     # ------------------------------------------------------------------ state
     def is_ready(self) -> bool:
         return self._ready.is_set()
+
+    def idle(self) -> bool:
+        """No request or job work running or waiting on the workers."""
+        stats = self.pool.stats()
+        return not (stats.busy or stats.queued)
 
     @property
     def draining(self) -> bool:

@@ -70,11 +70,32 @@ class Settings(BaseSettings):
     live_max_connections: int = Field(
         4, ge=0, description="open live-depth WebSocket streams at once (0: live off)"
     )
+    header_timeout: float = Field(
+        10.0, gt=0, description="seconds a connection has to send a complete request head"
+    )
+    keepalive_timeout: float = Field(
+        5.0, gt=0, description="seconds an idle keep-alive connection stays open"
+    )
+    body_timeout: float = Field(
+        30.0, gt=0, description="longest pause in a request body, in seconds (408 after)"
+    )
+    min_upload_rate: float = Field(
+        8192.0, gt=0, description="slowest average body rate, bytes/s (after body-timeout)"
+    )
+    max_connections: int = Field(
+        500, ge=1, description="open connections at once (more are closed at once)"
+    )
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1, description="largest request body")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="largest image, in pixels")
     # NoDecode: the env value is a comma-separated list, not JSON.
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="comma-separated origins allowed by CORS (none: CORS off)"
+    )
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="comma-separated Host names served ('*.example.com' and '*' allowed); "
+        "loopback names always; none: a connection to a loopback address must name a "
+        "loopback host (no DNS rebinding), others any",
     )
     api_key: SecretStr | None = Field(
         None, description="require 'Authorization: Bearer KEY'; several keys: comma-separated"
@@ -83,6 +104,12 @@ class Settings(BaseSettings):
     job_ttl: float = Field(86400.0, gt=0, description="seconds finished jobs and results are kept")
     max_job_bytes: int = Field(2 * 1024**3, ge=1, description="largest job upload, in bytes")
     max_job_files: int = Field(10_000, ge=1, description="most files in one job")
+    job_share: float = Field(
+        0.5, gt=0, le=1, description="share of the workers' turns jobs get while uploads wait"
+    )
+    upload_sweep_interval: float = Field(
+        300.0, gt=0, description="seconds between sweeps of uploads a killed server left"
+    )
     max_jobs: int = Field(
         100, ge=1, description="jobs queued or running at once (more: 503 too_many_jobs)"
     )
@@ -129,9 +156,9 @@ class Settings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod
-    def _split_origins(cls, value: Any) -> Any:
+    def _split_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value

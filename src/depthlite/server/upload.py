@@ -12,17 +12,19 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.types import Message, Receive
 
+from depthlite.errors import InvalidOptionError, clip
 from depthlite.server.exceptions import BodyTooLargeError, MissingImageError
 
-__all__ = ["FILE_FIELD", "SavedFile", "Upload", "read_upload", "save_uploads"]
+__all__ = ["FILE_FIELD", "SavedFile", "Upload", "read_upload", "save_uploads", "upload_body"]
 
 FILE_FIELD = "file"
-# The only text fields a client has reason to send along; more is a malformed request.
+# Parsing stops past this many text fields (each is refused anyway, see _only_files).
 _MAX_FORM_FIELDS = 8
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_STEM = 100
@@ -75,8 +77,20 @@ def _bounded(request: Request, limit: int) -> Request:
     return Request(request.scope, _limited(request.receive, limit))
 
 
+def _only_files(form: FormData) -> None:
+    """Options go in the query string; another form field is a client's mistake, refused
+    rather than ignored (as the API description says: no other properties)."""
+    other = sorted({name for name in form if name != FILE_FIELD})
+    if other and FILE_FIELD in form:  # without any file, "missing image" says more
+        raise InvalidOptionError(
+            f"unexpected form field(s) {', '.join(repr(clip(name)) for name in other[:3])}: "
+            f"send files as {FILE_FIELD!r} fields and options in the query string"
+        )
+
+
 async def _read_multipart(request: Request) -> Upload:
     async with request.form(max_files=1, max_fields=_MAX_FORM_FIELDS) as form:
+        _only_files(form)
         part = form.get(FILE_FIELD)
         if not isinstance(part, UploadFile):
             raise MissingImageError(
@@ -151,6 +165,7 @@ async def save_uploads(
         saved.append(SavedFile(path, content_type))
     else:
         async with bounded.form(max_files=max_files, max_fields=_MAX_FORM_FIELDS) as form:
+            _only_files(form)
             for index, part in enumerate(form.getlist(FILE_FIELD)):
                 if not isinstance(part, UploadFile):
                     continue
@@ -170,3 +185,31 @@ def _copy(part: UploadFile, path: Path) -> None:
     part.file.seek(0)
     with path.open("wb") as out:
         shutil.copyfileobj(part.file, out, 1 << 20)
+
+
+def upload_body(*, many: bool) -> dict[str, Any]:
+    """The OpenAPI ``requestBody`` of a route reading its body with this module.
+
+    The body is read by hand (to bound it while reading), so FastAPI cannot infer it; without
+    this, generated clients and the "Try it out" button could not upload anything.
+    """
+    binary = {"type": "string", "format": "binary"}
+    field = {"type": "array", "items": binary, "minItems": 1} if many else binary
+    what = "the files: multipart fields" if many else "the image: a multipart field"
+    return {
+        "requestBody": {
+            "required": True,
+            "description": f"{what} {FILE_FIELD!r}, or one file as the raw body",
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {FILE_FIELD: field},
+                        "required": [FILE_FIELD],
+                        "additionalProperties": False,
+                    }
+                },
+                "application/octet-stream": {"schema": binary},
+            },
+        }
+    }

@@ -36,13 +36,15 @@ from depthlite.transforms import InputPolicy, preprocess
 from depthlite.video.ffmpeg import FrameReader, VideoInfo, probe
 from depthlite.video.sinks import FrameSink, open_sink, output_format
 
-__all__ = ["ProgressCallback", "VideoOptions", "VideoReport", "process_video"]
+__all__ = ["MAX_FRAMES", "ProgressCallback", "VideoOptions", "VideoReport", "process_video"]
 
 logger = logging.getLogger(__name__)
 
 # (frames done, frames expected or None)
 ProgressCallback = Callable[[int, "int | None"], None]
 _QUEUE_FRAMES = 4
+# Far above any real video (a day at 240 fps is 21M frames) and far below SQLite's int64.
+MAX_FRAMES = 100_000_000
 _POLL_SECONDS = 0.1
 _END = object()
 
@@ -67,8 +69,10 @@ class VideoOptions:
             raise InvalidOptionError(
                 f"need 0 <= start < end, got start={self.start} end={self.end}"
             )
-        if self.max_frames is not None and self.max_frames < 1:
-            raise InvalidOptionError(f"max-frames must be >= 1, got {self.max_frames}")
+        if self.max_frames is not None and not 1 <= self.max_frames <= MAX_FRAMES:
+            raise InvalidOptionError(
+                f"max-frames must be in 1..{MAX_FRAMES}, got {self.max_frames}"
+            )
         if not 0 <= self.crf <= 51:
             raise InvalidOptionError(f"crf must be in 0..51, got {self.crf}")
 

@@ -18,44 +18,16 @@ from depthlite.server.schemas import (
     MODEL_QUERY_HELP,
     ColormapName,
     DepthSummary,
-    ErrorBody,
     OutputFormat,
     PrecisionName,
     ResizeMode,
+    error_responses,
 )
-from depthlite.server.upload import FILE_FIELD, read_upload
+from depthlite.server.upload import read_upload, upload_body
 
 __all__ = ["router"]
 
-_BINARY = {"schema": {"type": "string", "format": "binary"}}
-# The body is read by hand (to bound it while reading), so OpenAPI is told its shape here.
-_REQUEST_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "description": f"the image: a multipart field {FILE_FIELD!r}, or the raw bytes",
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {FILE_FIELD: {"type": "string", "format": "binary"}},
-                    "required": [FILE_FIELD],
-                }
-            },
-            "application/octet-stream": _BINARY,
-            "image/*": _BINARY,
-        },
-    }
-}
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": description}
-    for status, description in {
-        401: "missing or wrong API key",
-        413: "body or image too large",
-        415: "not an image, or an unsupported format",
-        422: "corrupt image, or an invalid parameter value",
-        503: "overloaded, queue timeout, not ready or shutting down (Retry-After)",
-    }.items()
-}
+_ERRORS = error_responses(413, 415, 422, 503)
 _TIMING_HEADERS = {
     "Server-Timing": {"description": "decode, preprocess, inference, postprocess, encode, queue"},
     "X-Depth-Width": {"description": "width of the depth map"},
@@ -81,7 +53,7 @@ def router() -> APIRouter:
         summary="Depth map of one image",
         response_class=Response,
         responses={**_OK, **_ERRORS},
-        openapi_extra=_REQUEST_BODY,
+        openapi_extra=upload_body(many=False),
     )
     async def depth(
         request: Request,

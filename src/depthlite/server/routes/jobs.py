@@ -10,8 +10,6 @@ for the key that made it (others get 404, as for an unknown id).
 from __future__ import annotations
 
 import asyncio
-import secrets
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Literal
@@ -38,16 +36,21 @@ from depthlite.server.schemas import (
     JobProgress,
     PrecisionName,
     ResizeMode,
+    error_responses,
 )
 from depthlite.server.service import Service
-from depthlite.server.upload import SavedFile, save_uploads
+from depthlite.server.upload import SavedFile, save_uploads, upload_body
 from depthlite.video.formats import X264_PRESETS
+from depthlite.video.pipeline import MAX_FRAMES
 from depthlite.zoo import get_card
 
 __all__ = ["router"]
 
 _VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg"})
 _POLL_AFTER_SECONDS = "1"
+# A result's type by its suffix (not guessed: mimetypes knows neither .npy nor .pfm).
+_RESULT_TYPES = {".png": "image/png", ".zip": "application/zip", ".mp4": "video/mp4"}
+_BINARY = "application/octet-stream"
 
 
 def _iso(stamp: float | None) -> str | None:
@@ -100,7 +103,8 @@ def _spec(kind: str, files: list[SavedFile], params: dict[str, object]) -> JobSp
     if kind == "video" and len(files) != 1:
         raise InvalidOptionError(f"a video job takes exactly one file, got {len(files)}")
     fmt = params.pop("format")
-    formats = tuple(f.strip() for f in str(fmt).split(",") if f.strip()) if fmt else None
+    # Empty items are kept, so "format=,," is refused by the spec instead of meaning "default".
+    formats = tuple(f.strip() for f in str(fmt).split(",")) if fmt is not None else None
     return JobSpec(
         kind=kind, formats=formats or (("mp4",) if kind == "video" else ("color",)), **params
     )  # type: ignore[arg-type]
@@ -113,21 +117,22 @@ async def _create(
     service.check_available()
     service.jobs.check_capacity()  # before reading a byte of the upload
     settings = service.settings
-    folder = service.jobs.uploads_dir / secrets.token_hex(8)
-    folder.mkdir()
-    try:
+    with service.jobs.uploads.folder() as folder:
         files = await save_uploads(request, settings.max_job_bytes, settings.max_job_files, folder)
         spec = _spec(_kind(kind, files), files, params)
         return await asyncio.to_thread(service.jobs.submit, spec, [f.path for f in files], owner)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def router() -> APIRouter:
     api = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
     @api.post(
-        "", status_code=202, summary="Submit images or a video for later", response_model=JobInfo
+        "",
+        status_code=202,
+        summary="Submit images or a video for later",
+        response_model=JobInfo,
+        responses=error_responses(413, 422, 503),
+        openapi_extra=upload_body(many=True),
     )
     async def submit(
         request: Request,
@@ -140,6 +145,7 @@ def router() -> APIRouter:
             Query(
                 alias="format",
                 description="images: color,png16,npy,pfm,side (comma list); video: mp4|png16|npz",
+                pattern=r"^[a-z0-9]+(,[a-z0-9]+)*$",
             ),
         ] = None,
         colormap: ColormapName = DEFAULT_COLORMAP,
@@ -147,7 +153,7 @@ def router() -> APIRouter:
         side: bool = False,
         start: Annotated[float, Query(ge=0, allow_inf_nan=False)] = 0.0,
         end: Annotated[float | None, Query(gt=0, allow_inf_nan=False)] = None,
-        max_frames: Annotated[int | None, Query(ge=1)] = None,
+        max_frames: Annotated[int | None, Query(ge=1, le=MAX_FRAMES)] = None,
         normalize: Annotated[Literal[NORMALIZER_MODES], Query()] = "temporal",  # type: ignore[valid-type]
         smoothing: Annotated[float, Query(allow_inf_nan=False)] = DEFAULT_SMOOTHING,
         percentiles: Annotated[str, Query(description="video: LOW,HIGH")] = "2,98",
@@ -188,7 +194,13 @@ def router() -> APIRouter:
         headers = {**_headers(job), "Location": f"/v1/jobs/{job.id}"}
         return JSONResponse(_info(job).model_dump(), status_code=202, headers=headers)
 
-    @api.get("/{job_id}", summary="State and progress of a job", response_model=JobInfo)
+    @api.get(
+        "/{job_id}",
+        summary="State and progress of a job",
+        response_model=JobInfo,
+        responses={304: {"description": "unchanged since the If-None-Match ETag"}}
+        | error_responses(404),
+    )
     async def status(job_id: str, request: Request, service: ServiceDep, owner: Owner) -> Response:
         job = await asyncio.to_thread(service.jobs.get, job_id, owner)
         headers = _headers(job)
@@ -197,17 +209,38 @@ def router() -> APIRouter:
         return JSONResponse(_info(job).model_dump(), headers=headers)
 
     @api.get(
-        "/{job_id}/result", summary="The output: one file, or a zip", response_class=FileResponse
+        "/{job_id}/result",
+        summary="The output: one file, or a zip",
+        response_class=FileResponse,
+        responses={
+            200: {
+                "content": {media: {} for media in {*_RESULT_TYPES.values(), _BINARY}},
+                "description": "the file: an image, a video, an array (.npy/.npz/.pfm) or a zip",
+            }
+        }
+        | error_responses(404, 409),
     )
     async def result(job_id: str, service: ServiceDep, owner: Owner) -> FileResponse:
         job = await asyncio.to_thread(service.jobs.get, job_id, owner)
         path = await asyncio.to_thread(service.jobs.result_path, job)
         if not path.is_file():  # expired or deleted between the lookup and now
-            raise JobNotFoundError(f"no job {job_id!r} (unknown, or its results expired)")
+            raise JobNotFoundError.for_id(job_id)
         name = path.name if path.name != "result.zip" else f"depthlite-{job.id[:8]}.zip"
-        return FileResponse(path, filename=input_name(Path(name).name), headers=_headers(job))
+        media = _RESULT_TYPES.get(path.suffix.lower(), _BINARY)
+        return FileResponse(
+            path, filename=input_name(Path(name).name), media_type=media, headers=_headers(job)
+        )
 
-    @api.delete("/{job_id}", summary="Cancel a job, or delete a finished one")
+    @api.delete(
+        "/{job_id}",
+        summary="Cancel a job, or delete a finished one",
+        responses={
+            200: {"model": JobInfo, "description": "cancelled before it ran"},
+            202: {"model": JobInfo, "description": "cancelling: it stops at its next step"},
+            204: {"description": "a finished job, deleted"},
+        }
+        | error_responses(404),
+    )
     async def cancel(job_id: str, service: ServiceDep, owner: Owner) -> Response:
         job = await asyncio.to_thread(service.jobs.cancel, job_id, owner)
         if job is None:

@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
@@ -22,6 +21,7 @@ from depthlite.errors import DepthliteError, InvalidOptionError
 from depthlite.normalize import DEFAULT_SMOOTHING, NormalizerOptions
 from depthlite.server.deps import matching_key
 from depthlite.server.exceptions import QueueFullError, QueueTimeoutError, ShuttingDownError
+from depthlite.server.hosts import HostPolicy
 from depthlite.server.live import LiveOptions, LiveSession, render_live
 from depthlite.server.service import Service
 
@@ -38,14 +38,13 @@ _DRAIN_POLL_SECONDS = 0.5
 def _origin_ok(ws: WebSocket, service: Service) -> bool:
     """Browsers do not apply CORS to WebSockets: a page elsewhere could open streams here.
 
-    Allowed: no Origin (not a browser), the server's own origin, or a configured CORS origin.
+    Allowed: no Origin (not a browser), the server's own origin (same scheme, host and port;
+    the Host itself was checked by the trusted-host middleware), or a configured CORS origin.
     """
     origin = ws.headers.get("origin")
     if not origin:
         return True
-    if urlsplit(origin).netloc == ws.headers.get("host", ""):
-        return True
-    return origin in service.settings.cors_origins
+    return HostPolicy.same_origin(ws.scope, origin) or origin in service.settings.cors_origins
 
 
 def _key_ok(service: Service, key: str | None) -> bool:

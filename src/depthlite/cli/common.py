@@ -101,8 +101,50 @@ def add_model_options(parser: argparse.ArgumentParser, *, runtime: bool = True) 
     )
 
 
+class _CliFormatter(logging.Formatter):
+    """``depthlite: MESSAGE``, and ``depthlite: warning: MESSAGE`` from WARNING up."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        if record.levelno >= logging.WARNING:
+            return f"depthlite: {record.levelname.lower()}: {record.message}"
+        return f"depthlite: {record.message}"
+
+
+class _CliHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes above a tqdm progress bar when one is on screen, instead of through it.
+
+    The bar is on ``sys.stderr`` and this handler's stream is a duplicate of it, so the bar is
+    cleared and redrawn around the record here; not while a decode has fd 2 redirected (the
+    bar's redraw would be captured as decoder output), where the record is simply written.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from depthlite.imageio import quiet as native
+
+        tqdm_module = sys.modules.get("tqdm")  # imported only by commands that show a bar
+        bars = getattr(getattr(tqdm_module, "tqdm", None), "_instances", None)
+        if not bars or native.redirected():
+            super().emit(record)
+            return
+        try:
+            message = self.format(record)
+            with tqdm_module.tqdm.external_write_mode(file=sys.stderr):  # type: ignore[union-attr]
+                sys.stderr.flush()
+                self.stream.write(message + self.terminator)
+                self.flush()
+        except Exception:
+            self.handleError(record)
+
+
 def configure_logging(verbose: int, quiet: bool) -> None:
-    """Library loggers print through here: warnings by default, more with -v."""
+    """Library loggers print through here: warnings by default, more with -v.
+
+    Native decoder output (libjpeg, libtiff, OpenCV) is captured too: one warning per input,
+    every captured line with -v (``depthlite.imageio.quiet``); the handler writes to a
+    duplicate of stderr so that a record logged during a decode is not captured itself.
+    """
+    from depthlite.imageio import quiet as native
+
     level = (
         logging.ERROR
         if quiet
@@ -110,7 +152,12 @@ def configure_logging(verbose: int, quiet: bool) -> None:
         if verbose > 1
         else (logging.INFO if verbose else logging.WARNING)
     )
-    logging.basicConfig(level=level, format="depthlite: %(message)s", stream=sys.stderr)
+    native.enable(detail_hint="-v shows them")
+    handler = _CliHandler(native.log_stream())
+    handler.setFormatter(_CliFormatter())
+    logging.basicConfig(level=level, handlers=[handler])
+    # -v shows the decoder's lines, which it logs at DEBUG (the server keeps them for debug).
+    logging.getLogger(native.DECODER_LOGGER).setLevel(logging.DEBUG if verbose else logging.NOTSET)
 
 
 def error(message: str) -> None:

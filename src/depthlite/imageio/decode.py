@@ -49,6 +49,7 @@ from depthlite.errors import (
     InvalidOptionError,
     UnsupportedFormatError,
 )
+from depthlite.imageio import quiet
 
 __all__ = ["DEFAULT_MAX_PIXELS", "SUPPORTED_FORMATS", "ImageSource", "load_image"]
 
@@ -383,15 +384,20 @@ def load_image(
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, Integral) or max_pixels < 1:
         raise InvalidOptionError(f"max_pixels must be a positive integer, not {max_pixels!r}")
     max_pixels = int(max_pixels)
+    # Native decoders (libjpeg, libtiff, OpenCV's logger) write to fd 2; where the CLI or the
+    # server enabled it, that output becomes log records naming the source (``quiet.py``).
     if isinstance(src, str | os.PathLike):
         path = Path(src)
-        arr = _load_path(path, source or str(path), max_pixels)
+        with quiet.capture(source or str(path)):
+            arr = _load_path(path, source or str(path), max_pixels)
     elif isinstance(src, bytes | bytearray | memoryview):
-        arr = _decode_stream(io.BytesIO(src), source or "<bytes>", max_pixels)
+        with quiet.capture(source or "<bytes>"):
+            arr = _decode_stream(io.BytesIO(src), source or "<bytes>", max_pixels)
     elif isinstance(src, np.ndarray):
         arr = _from_array(src, source or "<array>", max_pixels)
     elif isinstance(src, Image.Image):
-        arr = _from_pil(src, source or "<image>", max_pixels)
+        with quiet.capture(source or "<image>"):
+            arr = _from_pil(src, source or "<image>", max_pixels)
     else:
         raise TypeError(f"cannot load an image from {type(src).__name__}")
     rgb = _to_rgb(arr)

@@ -2,6 +2,9 @@
 
 Access records carry their fields as ``extra`` attributes (method, path, status, duration_ms,
 client, route) so the JSON formatter emits them as keys and the plain formatter as one line.
+Native decoder output (libjpeg, libtiff, OpenCV) is captured off fd 2 into ``depthlite.decoder``
+records (``depthlite.imageio.quiet``) whose ``source``, ``decoder_output`` (the lines) and
+``decoder_lines`` fields are emitted the same way; it never reaches stderr raw.
 
 Both formatters escape control characters (``\n``, ESC, DEL, C1 codes, Unicode line separators
 and bidi overrides) in the message and in every string field: paths, queries, file names and
@@ -13,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sys
 from datetime import datetime, timezone
 from typing import Any
 
@@ -29,6 +31,7 @@ __all__ = [
 
 ACCESS_LOGGER = "depthlite.server.access"
 _ACCESS_FIELDS = ("method", "path", "route", "status", "duration_ms", "client")
+_DECODER_FIELDS = ("source", "sources", "decoder_output", "decoder_lines")
 _PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
@@ -44,6 +47,8 @@ def escape_control(text: str) -> str:
 
 
 def _escape_value(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [_escape_value(item) for item in value]
     return escape_control(value) if isinstance(value, str) else value
 
 
@@ -77,7 +82,7 @@ class PlainFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, plus access fields if any.
+    """One JSON object per line: time, level, logger, message, plus access/decoder fields.
 
     ``json.dumps`` escapes C0 controls already, not DEL, C1 (CSI) or bidi overrides.
     """
@@ -94,6 +99,9 @@ class JsonFormatter(logging.Formatter):
         for key in _ACCESS_FIELDS:
             if key in record.__dict__:
                 payload[key] = _escape_value(record.__dict__[key])
+        for key in _DECODER_FIELDS:
+            if record.__dict__.get(key) is not None:
+                payload[key] = _escape_value(record.__dict__[key])
         if record.exc_info:
             payload["exc_info"] = self.formatException(record.exc_info)
         # default=str: a stray non-JSON value in a message argument must not lose the line.
@@ -107,7 +115,12 @@ def configure_logging(log_format: str, level: str) -> None:
     ``create_app``: an app factory must not reconfigure the logging of the process it is
     imported into.
     """
-    handler = logging.StreamHandler(sys.stderr)
+    from depthlite.imageio import quiet
+
+    # Decoder output is captured from here on; the handler writes to a duplicate of stderr,
+    # so that records logged while a decode has fd 2 redirected are not captured themselves.
+    quiet.enable(detail_hint="--log-level debug shows them")
+    handler = logging.StreamHandler(quiet.log_stream())
     handler.addFilter(RedactKeys())
     formatter = JsonFormatter() if log_format == "json" else PlainFormatter()
     handler.setFormatter(formatter)

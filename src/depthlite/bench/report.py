@@ -33,9 +33,8 @@ def format_table(report: dict[str, Any]) -> str:
     ]
     for row in report["rows"]:
         if "skipped" in row:
-            lines.append(
-                f"{row['backend'] + ' ' + row['precision']:<34}  skipped: {row['skipped']}"
-            )
+            label = " ".join(row[k] for k in ("backend", "precision", "resize") if k in row)
+            lines.append(f"{label:<34}  skipped: {row['skipped']}")
             continue
         net, pipe = row["network"], row["pipeline"]
         same = row.get("network_at_baseline_input") or net

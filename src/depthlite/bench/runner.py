@@ -144,6 +144,11 @@ def _run_worker(cfg: WorkerConfig, env: dict[str, str]) -> dict[str, Any]:
     return result
 
 
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "unknown error"
+
+
 def _cli_run(args: list[str], env: dict[str, str]) -> tuple[float, float]:
     """(wall seconds, peak RSS MB) of one ``depthlite`` CLI process."""
     with tempfile.NamedTemporaryFile(suffix=".rss") as report:
@@ -231,8 +236,18 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = logger.info)
                 for resize in opts.resizes:
                     progress(f"{backend} {precision} {resize}")
                     cfg = config(backend, precision, resize)
-                    row = _run_worker(cfg, env)
-                    row.update(_cold_start(cfg, env, work / "out"))
+                    try:
+                        row = _run_worker(cfg, env)
+                        row.update(_cold_start(cfg, env, work / "out"))
+                    except (RuntimeError, subprocess.CalledProcessError) as exc:
+                        # One configuration the runtime cannot run (say, a compiler error) is
+                        # a result to report, not a reason to lose the others.
+                        reason = f"failed: {_last_line(str(exc))}"
+                        progress(f"{backend} {precision} {resize} {reason}")
+                        rows.append({"backend": backend, "precision": precision,
+                                     "resize": resize, "skipped": reason,
+                                     "error": str(exc)[-4000:]})  # fmt: skip
+                        continue
                     row.update(backend=backend, precision=precision, resize=resize)
                     rows.append(row)
         # Measured again at the end: the reference for ratios is the median of both runs,

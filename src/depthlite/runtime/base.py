@@ -110,12 +110,19 @@ class Backend(ABC):
         *,
         preoptimized: bool = False,
     ) -> None:
-        # preoptimized: the file was already optimised for this runtime and CPU by the resolver
-        # (ONNX Runtime's saved graph); runtimes without such a step ignore it.
         self.model_path = Path(model_path)
         self.card = card
         self.precision = precision
         self.threads = threads if threads and threads > 0 else default_threads()
+        self._open(preoptimized=preoptimized)
+
+    @abstractmethod
+    def _open(self, *, preoptimized: bool) -> None:
+        """Load ``model_path`` into the runtime (raise BackendUnavailableError if it cannot).
+
+        ``preoptimized``: the resolver already optimised the file for this runtime and CPU
+        (ONNX Runtime's saved graph); runtimes without such a step ignore it.
+        """
 
     @property
     @abstractmethod

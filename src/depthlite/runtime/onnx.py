@@ -20,7 +20,6 @@ import onnxruntime as ort
 
 from depthlite.errors import BackendUnavailableError
 from depthlite.runtime.base import Backend, ModelFormat
-from depthlite.zoo.cards import ModelCard
 
 __all__ = [
     "OPTIMIZE_VERSION",
@@ -434,16 +433,7 @@ class OnnxRuntimeBackend(Backend):
 
     name = "onnxruntime"
 
-    def __init__(
-        self,
-        model_path: Path,
-        card: ModelCard,
-        threads: int | None = None,
-        precision: str = "fp32",
-        *,
-        preoptimized: bool = False,
-    ) -> None:
-        super().__init__(model_path, card, threads, precision)
+    def _open(self, *, preoptimized: bool) -> None:
         try:
             self._session = _create_session(
                 self.model_path,

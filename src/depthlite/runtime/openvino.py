@@ -6,7 +6,6 @@ import logging
 import queue
 import threading
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 import openvino as ov
@@ -14,7 +13,6 @@ import openvino as ov
 from depthlite.errors import BackendUnavailableError
 from depthlite.runtime.base import Backend, ModelFormat
 from depthlite.runtime.metadata import card_metadata
-from depthlite.zoo.cards import ModelCard
 
 __all__ = ["OpenVinoBackend", "bf16_supported"]
 
@@ -55,18 +53,9 @@ class OpenVinoBackend(Backend):
 
     name = "openvino"
 
-    def __init__(
-        self,
-        model_path: Path,
-        card: ModelCard,
-        threads: int | None = None,
-        precision: str = "fp32",
-        *,
-        preoptimized: bool = False,
-    ) -> None:
-        super().__init__(model_path, card, threads, precision)
+    def _open(self, *, preoptimized: bool) -> None:
         self._core = ov.Core()
-        if precision == "bf16" and not bf16_supported(self._core):
+        if self.precision == "bf16" and not bf16_supported(self._core):
             raise BackendUnavailableError(
                 "this CPU has no native BF16 (AVX512_BF16 or AMX), so OpenVINO would emulate it "
                 "slower than FP32; use --precision fp32 or int8"
@@ -81,7 +70,7 @@ class OpenVinoBackend(Backend):
             "NUM_STREAMS": 1,
             # Explicit: on BF16-capable CPUs OpenVINO would otherwise pick bf16 silently, and
             # FP32 must stay exact (conformance). INT8 layers of a QDQ model run INT8 either way.
-            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+            "INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32",
         }
         self._format = self._read_format()
         self._lock = threading.Lock()

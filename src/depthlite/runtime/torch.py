@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,7 +11,6 @@ import torch
 from depthlite.models.checkpoint import load_state_dict
 from depthlite.runtime.base import Backend, ModelFormat
 from depthlite.zoo.architectures import build_network
-from depthlite.zoo.cards import ModelCard
 
 __all__ = ["TorchBackend"]
 
@@ -26,20 +24,11 @@ class TorchBackend(Backend):
 
     name = "torch"
 
-    def __init__(
-        self,
-        model_path: Path,
-        card: ModelCard,
-        threads: int | None = None,
-        precision: str = "fp32",
-        *,
-        preoptimized: bool = False,
-    ) -> None:
-        super().__init__(model_path, card, threads, precision)
+    def _open(self, *, preoptimized: bool) -> None:
         with _THREADS_LOCK:
             # torch's thread pool is process-wide: the last backend created sets it.
             torch.set_num_threads(self.threads)
-        self._model = build_network(card, load_state_dict(self.model_path))
+        self._model = build_network(self.card, load_state_dict(self.model_path))
 
     @property
     def model_format(self) -> ModelFormat:

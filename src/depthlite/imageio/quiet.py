@@ -45,7 +45,8 @@ _STDERR = 2
 _PIPE_SIZE = 1 << 20
 _MAX_LINES = 1000  # per record
 _SUMMARY_CHARS = 200
-# The same characters the server's log formatters escape (depthlite.server.logs).
+# Every control character a terminal or a log reader would act on; the server's log
+# formatters (depthlite.server.logs) escape with this same function.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 

@@ -19,6 +19,8 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
+from depthlite.imageio.quiet import escape
+
 __all__ = [
     "ACCESS_LOGGER",
     "JsonFormatter",
@@ -33,17 +35,8 @@ ACCESS_LOGGER = "depthlite.server.access"
 _ACCESS_FIELDS = ("method", "path", "route", "status", "duration_ms", "client")
 _DECODER_FIELDS = ("source", "sources", "decoder_output", "decoder_lines")
 _PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-def _escape_char(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
-
-def escape_control(text: str) -> str:
-    """``text`` on one line, with every control character written as ``\\xNN``/``\\uNNNN``."""
-    return _CONTROL.sub(_escape_char, text)
+# One escaper for every logged value: the decoder capture's (depthlite.imageio.quiet).
+escape_control = escape
 
 
 def _escape_value(value: Any) -> Any:

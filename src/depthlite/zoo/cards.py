@@ -168,7 +168,3 @@ class ModelCard:
     @property
     def artifacts(self) -> tuple[Artifact, ...]:
         return (*self.checkpoints, *((self.official_onnx,) if self.official_onnx else ()))
-
-    @property
-    def fp32_weight_bytes(self) -> int:
-        return 4 * self.params

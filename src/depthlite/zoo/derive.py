@@ -34,7 +34,6 @@ __all__ = [
     "derived_files",
     "digest_of",
     "discard",
-    "find_derived",
 ]
 
 logger = logging.getLogger(__name__)
@@ -112,21 +111,6 @@ def _read(path: Path) -> Manifest | None:
         return Manifest(**data)
     except (OSError, ValueError, TypeError):
         return None
-
-
-def find_derived(
-    recipe: str,
-    version: int,
-    source: Path,
-    params: Mapping[str, Any],
-    tools: Mapping[str, str],
-) -> Path | None:
-    """The cached output of ``recipe`` applied to ``source``, or None."""
-    key = _key(recipe, version, digest_of(source), params, tools)
-    manifest = _read(_root() / recipe / key / MANIFEST)
-    if manifest is None or not manifest.path.is_file():
-        return None
-    return manifest.path
 
 
 def derive(

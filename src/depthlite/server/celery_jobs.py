@@ -99,21 +99,24 @@ class CeleryJobBackend(JobBackend):
     def _sync(self, job: Job) -> Job:
         """Bring the row up to date with the task's state in Redis."""
         task = AsyncResult(job.id, app=self.celery)
-        state = task.state
-        info = task.info if isinstance(task.info, dict) else {}
+        # One read of the task's record: `state` and `info` are separate backend reads, and a
+        # task that fails between them hands back the exception where the progress dict was.
+        meta = task.backend.get_task_meta(task.id)
+        state = meta["status"]
+        info = meta.get("result") if isinstance(meta.get("result"), dict) else {}
         if state in {"STARTED", "PROGRESS"}:
             if job.state == "queued":
                 self.store.mark_running(job.id, int(info.get("attempts") or 1))
             if state == "PROGRESS":
                 self.store.progress(job.id, int(info.get("done", 0)), info.get("total"))
         elif state == "SUCCESS":
-            self._collect(job, task.result)
+            self._collect(job, meta["result"])
         elif state == "PENDING" and self.shared.exists(done_key(job.id)):
             # Done, but Celery's result expired (nobody polled for a long while): the marker
             # in the shared store still has the answer.
             self._collect(job, json.loads(self.shared.get_bytes(done_key(job.id))))
         elif state == "FAILURE":
-            error = task.result
+            error = meta["result"]
             if isinstance(error, JobTaskCancelled):
                 self.store.mark_cancelled(job.id)
             else:

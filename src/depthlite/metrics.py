@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from depthlite.geometry.align import fit_scale_shift
+
 __all__ = ["Agreement", "agreement", "align_scale_shift"]
 
 # Pixels whose reference is below this share of its maximum are left out of AbsRel: relative
@@ -29,12 +31,15 @@ class Agreement:
 
 
 def align_scale_shift(candidate: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
-    """Least-squares ``(s, t)`` minimising ``|s * candidate + t - reference|^2``."""
-    c = candidate.astype(np.float64).ravel()
-    r = reference.astype(np.float64).ravel()
-    design = np.stack([c, np.ones_like(c)], axis=1)
-    (scale, shift), *_ = np.linalg.lstsq(design, r, rcond=None)
-    return float(scale), float(shift)
+    """Least-squares ``(s, t)`` minimising ``|s * candidate + t - reference|^2``.
+
+    A constant candidate has no unique fit; it is aligned to the reference's mean (scale 0),
+    which is the least-squares answer of smallest norm and gives it the error it deserves.
+    """
+    try:
+        return fit_scale_shift(candidate, reference)
+    except ValueError:
+        return 0.0, float(np.mean(reference, dtype=np.float64))
 
 
 def agreement(candidate: np.ndarray, reference: np.ndarray) -> Agreement:

@@ -23,6 +23,7 @@ from depthlite.metrics import Agreement, agreement
 from depthlite.runtime.base import ModelFormat
 from depthlite.runtime.metadata import NORMALIZES_INSIDE_KEY, PRECISION_KEY, normalizes_inside
 from depthlite.transforms import InputPolicy, preprocess
+from depthlite.zoo.architectures import architecture_of
 from depthlite.zoo.cards import ModelCard
 
 __all__ = [
@@ -44,9 +45,21 @@ CALIBRATION_PHOTOS = ("astronaut", "chelsea", "coffee", "camera")
 EVALUATION_PHOTOS = ("rocket", "motorcycle_left")
 DEFAULT_CALIBRATION = "default"
 # The quantize recipe, as the derivation key records it.
-RECIPE_VERSION = 1
+# 2: nodes that do not depend on the pixels (shape arithmetic, the position embedding's
+# resize) stay float, so do LayerNormalization and each architecture's int8_float_ops;
+# calibration memory is bounded.
+RECIPE_VERSION = 2
 RECIPE_PARAMS = {"format": "QDQ", "per_channel": True, "activations": "QUInt8",
-                 "weights": "QInt8", "method": "MinMax"}  # fmt: skip
+                 "weights": "QInt8", "method": "MinMax", "skip": "pixel-independent",
+                 "float_ops": "LayerNormalization+architecture"}  # fmt: skip
+# Quantizing LayerNormalization gains nothing (no runtime has an integer kernel for it: it
+# runs as dequantize -> float -> quantize) and costs the ViTs most of their agreement.
+_FLOAT_OPS = frozenset({"LayerNormalization"})
+# The calibrator keeps every intermediate tensor of every calibration input until the end
+# (14 GB for Depth Anything V2 Small at 518 px); folding the ranges after each input bounds
+# that. ("CalibMaxIntermediateOutputs" would too, but onnxruntime 1.32 drops the batch it
+# folds instead of computing it.)
+_CALIBRATION_STRIDE = 1
 
 
 @dataclass(frozen=True)
@@ -129,8 +142,16 @@ def _reader(input_name: str, tensors: list[np.ndarray]) -> object:
     from onnxruntime.quantization import CalibrationDataReader
 
     class Reader(CalibrationDataReader):
+        """The tensors, one range at a time (the strided calibration asks for ranges)."""
+
         def __init__(self) -> None:
             self._it: Iterator[np.ndarray] = iter(tensors)
+
+        def __len__(self) -> int:
+            return len(tensors)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self._it = iter(tensors[start_index:end_index])
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             tensor = next(self._it, None)
@@ -156,23 +177,32 @@ def quantize_model(source: Path, output: Path, card: ModelCard, photos: Sequence
     from depthlite.runtime.onnx import inspect_model
 
     input_name, fmt = inspect_model(source)
+    float_ops = architecture_of(card).int8_float_ops
     inside = normalizes_inside(card, fmt, source, official=False)
     tensors = _network_inputs(photos, card, fmt, normalize=not inside)
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output.parent) as tmp, atomic_path(output) as final:
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
         try:
+            from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
             # Symbolic shape inference cannot follow the dynamic resizes; ONNX's own can.
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+            skipped = _name_nodes_and_find_pixel_independent(prepared)
             quantize_static(
                 str(prepared),
                 str(quantized),
                 _reader(input_name, tensors),
                 quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=sorted(
+                    (set(QDQRegistry) | set(QLinearOpsRegistry)) - _FLOAT_OPS - float_ops
+                ),
+                nodes_to_exclude=skipped,
                 per_channel=True,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
+                extra_options={"CalibStridedMinMax": _CALIBRATION_STRIDE},
             )
         except Exception as exc:
             raise ConversionError(f"quantizing {source} failed: {exc}") from exc
@@ -180,6 +210,31 @@ def quantize_model(source: Path, output: Path, card: ModelCard, photos: Sequence
         os.replace(quantized, final)
     logger.info("quantized %s -> %s on %d photos", source.name, output, len(photos))
     return output
+
+
+def _name_nodes_and_find_pixel_independent(path: Path) -> list[str]:
+    """Name every node of ``path`` (in place) and return the nodes the pixels do not reach.
+
+    Those compute shapes (patch grids, resize scales, ranges) or constants (the position
+    embedding resized to the grid). Quantizing them is never a gain and is wrong: a patch
+    count rounded to a calibrated 8-bit range gives a wrong grid at any other input size.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    # Shapes are known without the pixel values: Shape/Size outputs are independent.
+    dynamic = {i.name for i in graph.input} - {init.name for init in graph.initializer}
+    skipped: list[str] = []
+    for index, node in enumerate(graph.node):
+        if not node.name:
+            node.name = f"depthlite_node_{index}"
+        if node.op_type in {"Shape", "Size"} or not any(i in dynamic for i in node.input if i):
+            skipped.append(node.name)
+        else:
+            dynamic.update(node.output)
+    onnx.save(model, str(path))
+    return skipped
 
 
 def _copy_metadata(source: Path, target: Path, extra: dict[str, str]) -> None:

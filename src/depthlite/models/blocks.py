@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from depthlite.models.banded import banded_upsample_head, in_graph_mode
+
 __all__ = [
     "FeatureFusionBlock",
     "FeatureFusionBlockCustom",
@@ -206,7 +208,20 @@ class Scratch(nn.Module):
                 path = block(*inputs, size=rn[level - 2].shape[2:])
             else:
                 path = block(*inputs)
-        return torch.squeeze(self.output_conv(path), dim=1)
+        head = self.output_conv
+        if in_graph_mode():
+            # Exported graphs: the full-resolution tail in row bands (see models/banded.py).
+            upsample: Interpolate = head[1]
+            out = banded_upsample_head(
+                head[0](path),
+                None,
+                list(head)[2:],
+                align_corners=upsample.align_corners,
+                scale_factor=upsample.scale_factor,
+            )
+        else:
+            out = head(path)
+        return torch.squeeze(out, dim=1)
 
 
 def make_scratch(

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from depthlite.models.banded import banded_upsample_head, in_graph_mode
 from depthlite.models.blocks import FeatureFusionBlockCustom, make_scratch
 from depthlite.models.dinov2 import DINOv2
 
@@ -143,9 +144,11 @@ class DPTHead(nn.Module):
         path = s.refinenet2(path, layer2, size=layer1.shape[2:])
         path = s.refinenet1(path, layer1)
         out = s.output_conv1(path)
-        out = F.interpolate(
-            out, size=(patch_h * PATCH, patch_w * PATCH), mode="bilinear", align_corners=True
-        )
+        size = (patch_h * PATCH, patch_w * PATCH)
+        if in_graph_mode():
+            # Exported graphs: the full-resolution tail in row bands (see models/banded.py).
+            return banded_upsample_head(out, size, list(s.output_conv2), align_corners=True)
+        out = F.interpolate(out, size=size, mode="bilinear", align_corners=True)
         return s.output_conv2(out)
 
 

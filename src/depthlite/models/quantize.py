@@ -213,26 +213,33 @@ def quantize_model(source: Path, output: Path, card: ModelCard, photos: Sequence
 
 
 def _name_nodes_and_find_pixel_independent(path: Path) -> list[str]:
-    """Name every node of ``path`` (in place) and return the nodes the pixels do not reach.
+    """Name every node of ``path`` (in place) and return the nodes to keep in float.
 
-    Those compute shapes (patch grids, resize scales, ranges) or constants (the position
-    embedding resized to the grid). Quantizing them is never a gain and is wrong: a patch
-    count rounded to a calibrated 8-bit range gives a wrong grid at any other input size.
+    Those the pixels do not reach compute shapes (patch grids, resize scales, ranges) or
+    tables (the position embedding resized to the grid, the banded head's interpolation
+    weights); so do the nodes that combine pixels with such a computed table. Quantizing them
+    is never a gain and is wrong: a table rounded to a range calibrated at a few input sizes
+    is off at every other size (and OpenVINO cannot compile a quantized interpolation weight).
     """
     import onnx
 
     model = onnx.load(str(path))
     graph = model.graph
+    stored = {init.name for init in graph.initializer}
+    stored.update(o for n in graph.node if n.op_type == "Constant" for o in n.output)
     # Shapes are known without the pixel values: Shape/Size outputs are independent.
-    dynamic = {i.name for i in graph.input} - {init.name for init in graph.initializer}
+    dynamic = {i.name for i in graph.input} - stored
     skipped: list[str] = []
     for index, node in enumerate(graph.node):
         if not node.name:
             node.name = f"depthlite_node_{index}"
-        if node.op_type in {"Shape", "Size"} or not any(i in dynamic for i in node.input if i):
+        inputs = [i for i in node.input if i]
+        if node.op_type in {"Shape", "Size"} or not any(i in dynamic for i in inputs):
             skipped.append(node.name)
-        else:
-            dynamic.update(node.output)
+            continue
+        dynamic.update(node.output)
+        if any(i not in dynamic and i not in stored for i in inputs):
+            skipped.append(node.name)  # pixels meet a computed table
     onnx.save(model, str(path))
     return skipped
 

@@ -60,6 +60,12 @@ def _lerp_table(
     return i0, i1, 1.0 - w1, w1
 
 
+def _pointwise(layer: nn.Module) -> bool:
+    if isinstance(layer, nn.Conv2d):
+        return layer.kernel_size == (1, 1) and layer.padding == (0, 0) and layer.stride == (1, 1)
+    return not any(True for _ in layer.parameters())  # activations, Identity
+
+
 def _rows(x: torch.Tensor, rows: torch.Tensor, cols: tuple[torch.Tensor, ...]) -> torch.Tensor:
     """Rows ``rows`` of ``x`` (N, C, h, w), each interpolated along the width."""
     j0, j1, v0, v1 = cols
@@ -78,13 +84,15 @@ def banded_upsample_head(
 ) -> torch.Tensor:
     """``head(F.interpolate(x, size, mode="bilinear", ...))`` in row bands.
 
-    ``head[0]`` is a 3x3 convolution with padding 1 and stride 1; the other layers work pixel
-    by pixel (activations, 1x1 convolutions). ``size=None``: the input's size times the
-    integer ``scale_factor``. Output: (N, C_out, *size).
+    ``head`` holds exactly one 3x3 convolution (padding 1, stride 1); the layers before and
+    after it work pixel by pixel (activations, 1x1 convolutions). ``size=None``: the input's
+    size times the integer ``scale_factor``. Output: (N, C_out, *size).
     """
-    conv = head[0]
+    spatial = [i for i, layer in enumerate(head) if not _pointwise(layer)]
+    conv = head[spatial[0]] if len(spatial) == 1 else None
     if not isinstance(conv, nn.Conv2d) or conv.kernel_size != (3, 3) or conv.padding != (1, 1):
-        raise TypeError(f"the banded head starts with a 3x3 padded convolution, not {conv}")
+        raise TypeError(f"a banded head has one 3x3 padded convolution: {list(head)}")
+    before, after = head[: spatial[0]], head[spatial[0] + 1 :]
     shape = torch._shape_as_tensor(x)
     if size is None:
         if scale_factor is None or scale_factor != int(scale_factor):
@@ -108,11 +116,13 @@ def banded_upsample_head(
         a1 = h1.index_select(0, rows).view(1, 1, -1, 1)
         up = a0 * _rows(x, i0.index_select(0, rows), cols)
         up = up + a1 * _rows(x, i1.index_select(0, rows), cols)
+        for layer in before:
+            up = layer(up)
         # The image's own top and bottom edges get the convolution's zero padding.
         top, bottom = int(band == 0), int(band == bands - 1)
         up = F.pad(up, (1, 1, top, bottom))
         out = F.conv2d(up, conv.weight, conv.bias)
-        for layer in head[1:]:
+        for layer in after:
             out = layer(out)
         outputs.append(out)
     return torch.cat(outputs, dim=2)

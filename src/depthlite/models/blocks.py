@@ -91,11 +91,18 @@ class FeatureFusionBlock(nn.Module):
         self.resConfUnit1 = ResidualConvUnit(features)
         self.resConfUnit2 = ResidualConvUnit(features)
 
-    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+    align_corners = True
+    out_layers: tuple[nn.Module, ...] = ()  # after the upsampling: none here
+
+    def fuse(self, *xs: torch.Tensor) -> torch.Tensor:
+        """The block before its upsampling."""
         out = xs[0]
         if len(xs) == 2:
             out = out + self.resConfUnit1(xs[1])
-        out = self.resConfUnit2(out)
+        return self.resConfUnit2(out)
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        out = self.fuse(*xs)
         return F.interpolate(out, scale_factor=2.0, mode="bilinear", align_corners=True)
 
 
@@ -160,11 +167,20 @@ class FeatureFusionBlockCustom(nn.Module):
         self.resConfUnit2 = ResidualConvUnitCustom(features, activation, bn)
         self.size = None if size is None else tuple(size)
 
-    def forward(self, *xs: torch.Tensor, size: Sequence[int] | None = None) -> torch.Tensor:
+    @property
+    def out_layers(self) -> tuple[nn.Module, ...]:
+        """What follows the upsampling."""
+        return (self.out_conv,)
+
+    def fuse(self, *xs: torch.Tensor) -> torch.Tensor:
+        """The block before its upsampling."""
         out = xs[0]
         if len(xs) == 2:
             out = out + self.resConfUnit1(xs[1])
-        out = self.resConfUnit2(out)
+        return self.resConfUnit2(out)
+
+    def forward(self, *xs: torch.Tensor, size: Sequence[int] | None = None) -> torch.Tensor:
+        out = self.fuse(*xs)
         if size is None:
             size = self.size
         if size is None:
@@ -201,27 +217,40 @@ class Scratch(nn.Module):
         """
         rn = [getattr(self, f"layer{i}_rn")(x) for i, x in enumerate(layers, start=1)]
         path = rn[3]
-        for level in (4, 3, 2, 1):
+        for level in (4, 3, 2):
             block = getattr(self, f"refinenet{level}")
             inputs = (path,) if level == 4 else (path, rn[level - 1])
-            if sized and level > 1:
-                path = block(*inputs, size=rn[level - 2].shape[2:])
-            else:
-                path = block(*inputs)
+            path = block(*inputs, size=rn[level - 2].shape[2:]) if sized else block(*inputs)
         head = self.output_conv
-        if in_graph_mode():
-            # Exported graphs: the full-resolution tail in row bands (see models/banded.py).
-            upsample: Interpolate = head[1]
-            out = banded_upsample_head(
-                head[0](path),
-                None,
-                list(head)[2:],
-                align_corners=upsample.align_corners,
-                scale_factor=upsample.scale_factor,
-            )
-        else:
-            out = head(path)
+        if not in_graph_mode():
+            return torch.squeeze(head(self.refinenet1(path, rn[0])), dim=1)
+        # Exported graphs: the two full-resolution stages in row bands (models/banded.py):
+        # refinenet1's upsampling with the first head convolution, then the head's own.
+        out = banded_fusion_tail(self.refinenet1, (path, rn[0]), head[0])
+        upsample: Interpolate = head[1]
+        out = banded_upsample_head(
+            out,
+            None,
+            list(head)[2:],
+            align_corners=upsample.align_corners,
+            scale_factor=upsample.scale_factor,
+        )
         return torch.squeeze(out, dim=1)
+
+
+def banded_fusion_tail(
+    block: FeatureFusionBlock | FeatureFusionBlockCustom,
+    inputs: tuple[torch.Tensor, ...],
+    conv: nn.Module,
+) -> torch.Tensor:
+    """``conv(block(*inputs))`` for the last fusion block (upsampling by 2), in row bands."""
+    return banded_upsample_head(
+        block.fuse(*inputs),
+        None,
+        [*block.out_layers, conv],
+        align_corners=block.align_corners,
+        scale_factor=2.0,
+    )
 
 
 def make_scratch(

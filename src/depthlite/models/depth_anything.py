@@ -21,7 +21,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from depthlite.models.banded import banded_upsample_head, in_graph_mode
-from depthlite.models.blocks import FeatureFusionBlockCustom, make_scratch
+from depthlite.models.blocks import FeatureFusionBlockCustom, banded_fusion_tail, make_scratch
 from depthlite.models.dinov2 import DINOv2
 
 __all__ = [
@@ -142,12 +142,12 @@ class DPTHead(nn.Module):
         path = s.refinenet4(layer4, size=layer3.shape[2:])
         path = s.refinenet3(path, layer3, size=layer2.shape[2:])
         path = s.refinenet2(path, layer2, size=layer1.shape[2:])
-        path = s.refinenet1(path, layer1)
-        out = s.output_conv1(path)
         size = (patch_h * PATCH, patch_w * PATCH)
         if in_graph_mode():
-            # Exported graphs: the full-resolution tail in row bands (see models/banded.py).
+            # Exported graphs: the two full-resolution stages in row bands (models/banded.py).
+            out = banded_fusion_tail(s.refinenet1, (path, layer1), s.output_conv1)
             return banded_upsample_head(out, size, list(s.output_conv2), align_corners=True)
+        out = s.output_conv1(s.refinenet1(path, layer1))
         out = F.interpolate(out, size=size, mode="bilinear", align_corners=True)
         return s.output_conv2(out)
 

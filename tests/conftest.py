@@ -42,6 +42,11 @@ def test_image(seed: int, height: int, width: int) -> np.ndarray:
 test_image.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 
+def random_depth(seed: int, shape: tuple[int, int] = (30, 40)) -> np.ndarray:
+    """Depths uniform in 0.5..8 (metres, say): a ground truth with no structure to exploit."""
+    return np.random.default_rng(seed).uniform(0.5, 8.0, shape)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch

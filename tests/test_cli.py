@@ -67,7 +67,8 @@ def test_every_format_into_an_output_folder(
     assert names == sorted(
         f"{stem}{suffix}"
         for stem in ("a", "b")
-        for suffix in ("_color.png", "_depth16.png", ".npy", ".pfm", "_side.png")
+        # png16 brings its JSON sidecar by default
+        for suffix in ("_color.png", "_depth16.png", ".npy", ".pfm", "_side.png", ".json")
     )
     expected = DepthEstimator(weights=converted_onnx).predict(shots / "a.png").depth
     np.testing.assert_array_equal(np.load(out / "a.npy"), expected)
@@ -298,11 +299,10 @@ def test_one_image_never_imports_tqdm(tmp_path: Path, converted_onnx: Path) -> N
 
 
 def test_batches_still_get_a_progress_bar() -> None:
-    from depthlite.cli.predict import _NoBar, _progress_bar
+    from depthlite.cli.common import ProgressBar
 
-    items: list = [object(), object()]
-    assert isinstance(_progress_bar(items[:1], quiet=False), _NoBar)
-    assert isinstance(_progress_bar(items, quiet=True), _NoBar)
-    bar = _progress_bar(items, quiet=False)
-    assert not isinstance(bar, _NoBar)
+    assert not ProgressBar(1, quiet=False).shown
+    assert not ProgressBar(2, quiet=True).shown
+    bar = ProgressBar(2, quiet=False)
+    assert bar.shown
     bar.close()

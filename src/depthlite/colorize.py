@@ -27,6 +27,7 @@ __all__ = [
     "colorize",
     "colorize_normalized",
     "colormap_id",
+    "display_depth",
     "normalize_minmax",
     "palette",
 ]
@@ -48,6 +49,23 @@ def colormap_id(colormap: str) -> int:
     """The cv2 constant of a colour map name (case-insensitive); InvalidOptionError if unknown."""
     name = check_choice("colormap", colormap.lower(), tuple(COLORMAPS))
     return COLORMAPS[name]
+
+
+def display_depth(
+    depth: np.ndarray, near_is_larger: bool, *, out: np.ndarray | None = None
+) -> np.ndarray:
+    """The values every "near is bright" image is drawn from: the depth itself where nearer
+    is larger (inverse depth, disparity), negated where farther is larger (metric depth).
+
+    The one place that negation happens (colour maps, 16-bit PNGs, video, live frames).
+    ``out`` (e.g. ``depth`` itself) receives the negation instead of a new array.
+    """
+    if near_is_larger:
+        if out is not None and out is not depth:
+            np.copyto(out, depth)
+            return out
+        return depth
+    return np.negative(depth, out=out)
 
 
 def normalize_minmax(depth: np.ndarray, bits: int) -> np.ndarray:

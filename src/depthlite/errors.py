@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackendUnavailableError",
+    "CalibrationError",
     "ConversionError",
     "DepthliteError",
     "DownloadError",
@@ -18,6 +19,7 @@ __all__ = [
     "InputError",
     "InputNotFoundError",
     "InvalidOptionError",
+    "MetricUnavailableError",
     "OfflineError",
     "ToolUnavailableError",
     "UnknownModelError",
@@ -63,6 +65,12 @@ class UnknownModelError(InvalidOptionError):
     code = "unknown_model"
 
 
+class MetricUnavailableError(InvalidOptionError):
+    """Metres were asked for (``metric`` outputs) with neither a calibration nor a metric model."""
+
+    code = "metric_unavailable"
+
+
 class InputError(DepthliteError):
     """Something is wrong with one input; a batch reports it and goes on.
 
@@ -99,6 +107,13 @@ class ImageDecodeError(InputError):
     """An image file that is corrupt or truncated."""
 
     code = "corrupt_image"
+    status = 422
+
+
+class CalibrationError(InputError):
+    """Known distances that cannot fix a calibration: too few, outside the image, degenerate."""
+
+    code = "calibration_failed"
     status = 422
 
 

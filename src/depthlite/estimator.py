@@ -13,9 +13,21 @@ from pathlib import Path
 
 import numpy as np
 
-from depthlite.colorize import DEFAULT_COLORMAP, colorize
+from depthlite.colorize import DEFAULT_COLORMAP, colorize, display_depth
 from depthlite.errors import BackendUnavailableError
-from depthlite.imageio import DEFAULT_MAX_PIXELS, ImageSource, encode_outputs, load_image
+from depthlite.geometry.calibration import Calibration, KnownPoint, fit_calibration
+from depthlite.geometry.intrinsics import CameraSpec, ExifFocal
+from depthlite.imageio import (
+    DEFAULT_MAX_PIXELS,
+    DepthInfo,
+    ImageSource,
+    OutputRequest,
+    encode_outputs,
+    load_image,
+    read_exif_focal,
+    render_outputs,
+)
+from depthlite.imageio.scene import Scene
 from depthlite.options import (
     BACKENDS,
     DEFAULT_BACKEND,
@@ -46,7 +58,8 @@ class DepthResult:
     relative disparity (Depth Anything V2), both larger when nearer, or metric depth in metres
     (larger when farther), as ``kind`` and ``unit`` say. ``network_output`` is the raw output at
     network resolution; ``timings`` are milliseconds per stage (decode, preprocess, inference,
-    postprocess).
+    postprocess). ``calibration`` (set by :meth:`calibrate`) maps ``depth`` to metres;
+    ``exif`` holds the image's focal-length facts when ``predict(..., exif=True)`` read them.
     """
 
     depth: np.ndarray
@@ -58,27 +71,67 @@ class DepthResult:
     resize: str
     kind: str = "relative_inverse_depth"
     unit: str | None = None
+    calibration: Calibration | None = None
+    exif: ExifFocal | None = field(default=None, repr=False)
+
+    @property
+    def info(self) -> DepthInfo:
+        """What the numbers are: kind, unit, model, calibration, network input size."""
+        size = tuple(self.network_output.shape[-2:])
+        return DepthInfo(self.kind, self.unit, self.model, self.calibration, size)  # type: ignore[arg-type]
 
     @property
     def near_is_larger(self) -> bool:
-        return self.kind != "metric_depth"
+        return self.info.near_is_larger
 
     @property
     def display_depth(self) -> np.ndarray:
         """The depth with near values larger, for colour maps and 8/16-bit images."""
-        return self.depth if self.near_is_larger else np.negative(self.depth)
+        return display_depth(self.depth, self.near_is_larger)
 
     def colorize(self, colormap: str = DEFAULT_COLORMAP) -> np.ndarray:
         """The depth as an 8-bit RGB heat map, near is bright (official min/max scaling)."""
         return colorize(self.display_depth, colormap)
 
+    def calibrate(
+        self, points: list[KnownPoint] | tuple[KnownPoint, ...], fit: str = "auto"
+    ) -> Calibration:
+        """Fit (and keep) the calibration that gives these pixels their known distances."""
+        info = self.info
+        self.calibration = fit_calibration(
+            self.depth, self.kind, points, fit=fit, model=self.model, input_size=info.input_size
+        )
+        return self.calibration
+
+    def metres(self) -> np.ndarray:
+        """float32 depth in metres (NaN where none): a metric model's output, or the
+        calibrated one; MetricUnavailableError for a relative model without a calibration."""
+        return Scene(self.depth, self.info, None).metres()
+
     def encode(
-        self, formats: list[str] | tuple[str, ...], colormap: str = DEFAULT_COLORMAP
+        self,
+        formats: list[str] | tuple[str, ...],
+        colormap: str = DEFAULT_COLORMAP,
+        *,
+        camera: CameraSpec | None = None,
+        stride: int = 1,
+        sidecar: bool = False,
+        stem: str = "depth",
     ) -> dict[str, bytes]:
         """The bytes of each output format (see :func:`depthlite.imageio.encode_outputs`)."""
         return encode_outputs(
-            self.depth, self.image, formats, colormap, near_is_larger=self.near_is_larger
+            self.depth, self.image, formats, colormap, info=self.info, camera=camera,
+            exif=self.exif, stride=stride, sidecar=sidecar, stem=stem,
+        )  # fmt: skip
+
+    def render(self, request: OutputRequest, stem: str = "depth") -> dict[str, bytes]:
+        """The outputs ``request`` asks for, calibrated as it says (the result keeps the
+        calibration); see :func:`depthlite.imageio.render_outputs`."""
+        encoded, info = render_outputs(
+            self.depth, self.image, self.info, request, exif=self.exif, stem=stem
         )
+        self.calibration = info.calibration
+        return encoded
 
 
 @contextmanager
@@ -235,11 +288,18 @@ class DepthEstimator:
         return self.load().run(np.ascontiguousarray(x, dtype=np.float32))
 
     def predict(
-        self, image: ImageSource, *, resize: str | None = None, source: str | None = None
+        self,
+        image: ImageSource,
+        *,
+        resize: str | None = None,
+        source: str | None = None,
+        exif: bool = False,
     ) -> DepthResult:
         """Depth for one image: a path, encoded bytes, an RGB ndarray or a PIL image.
 
         ``source`` names the input in error messages (default: the path, or ``<bytes>``).
+        ``exif``: also read the focal-length facts of a path, bytes or PIL image (for point
+        clouds and normals; a header read, skipped by default).
         """
         timings: dict[str, float] = {}
         with _timed(timings, "decode"):
@@ -261,6 +321,7 @@ class DepthEstimator:
             resize=policy.resize,
             kind=self.card.output.kind,
             unit=self.card.output.unit,
+            exif=read_exif_focal(image, source) if exif else None,
         )
 
 

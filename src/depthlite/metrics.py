@@ -13,7 +13,9 @@ import numpy as np
 
 from depthlite.geometry.align import fit_scale_shift
 
-__all__ = ["Agreement", "agreement", "align_scale_shift"]
+__all__ = ["DELTA_THRESHOLD", "Agreement", "absrel_delta1", "agreement", "align_scale_shift"]
+
+DELTA_THRESHOLD = 1.25
 
 # Pixels whose reference is below this share of its maximum are left out of AbsRel: relative
 # error is undefined at zero, and MiDaS's ReLU head outputs exact zeros.
@@ -52,8 +54,20 @@ def agreement(candidate: np.ndarray, reference: np.ndarray) -> Agreement:
     valid = ref > _VALID_FRACTION * max(float(ref.max()), np.finfo(np.float64).tiny)
     if not valid.any():
         return Agreement(absrel=0.0, delta1=1.0, scale=scale, shift=shift)
-    a, b = aligned[valid], ref[valid]
-    absrel = float(np.mean(np.abs(a - b) / b))
-    ratio = np.maximum(a / b, b / np.maximum(a, np.finfo(np.float64).tiny))
-    delta1 = float(np.mean((a > 0) & (ratio < 1.25)))
+    absrel, delta1 = absrel_delta1(aligned[valid], ref[valid])
     return Agreement(absrel=absrel, delta1=delta1, scale=scale, shift=shift)
+
+
+def absrel_delta1(prediction: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """AbsRel and the share of values within ``DELTA_THRESHOLD`` of ``truth`` (all > 0).
+
+    Both are float64 arrays of the same shape. A prediction <= 0 is never within the threshold
+    of a positive value; it still counts in AbsRel by its distance.
+    """
+    absrel = float(np.mean(np.abs(prediction - truth) / truth))
+    positive = prediction > 0
+    ratio = np.full(prediction.shape, np.inf)
+    ratio[positive] = np.maximum(
+        prediction[positive] / truth[positive], truth[positive] / prediction[positive]
+    )
+    return absrel, float(np.mean(ratio < DELTA_THRESHOLD))

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from depthlite.colorize import COLORMAPS, DEFAULT_COLORMAP
+from depthlite.errors import DepthliteError, InvalidOptionError
 from depthlite.estimator import DepthEstimator
-from depthlite.imageio import OUTPUT_FORMATS
+from depthlite.geometry.calibration import FITS, Calibration, KnownPoint
+from depthlite.geometry.intrinsics import CameraSpec
+from depthlite.imageio import DEFAULT_MAX_PIXELS, OUTPUT_FORMATS, OutputRequest
 from depthlite.options import (
     BACKENDS,
     DEFAULT_BACKEND,
@@ -21,14 +27,23 @@ from depthlite.options import (
 from depthlite.zoo import DEFAULT_MODEL, available_models
 
 __all__ = [
+    "ProgressBar",
+    "add_calibration_options",
+    "add_camera_options",
     "add_colormap_option",
     "add_formats_option",
+    "add_max_pixels_option",
     "add_model_options",
+    "add_verbosity_options",
     "build_estimator",
+    "calibration_options",
     "comma_list",
     "configure_logging",
     "error",
+    "output_request",
+    "positive_float",
     "positive_int",
+    "print_calibration",
 ]
 
 
@@ -40,6 +55,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
     return value
 
 
@@ -165,6 +191,59 @@ def error(message: str) -> None:
     print(f"depthlite: error: {message}", file=sys.stderr)
 
 
+class ProgressBar:
+    """A tqdm bar on stderr for a batch of ``total`` images, else nothing (one image, --quiet).
+
+    tqdm is imported only when a bar is shown: importing it costs ~3 MB of RSS, which a
+    single image (the usual ``depthlite predict photo.jpg``) should not pay.
+    """
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self._bar: Any = None
+        if not quiet and total > 1:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="img", file=sys.stderr)
+
+    @property
+    def shown(self) -> bool:
+        return self._bar is not None
+
+    def above(self, show: Callable[[], None]) -> None:
+        """Run ``show`` (which prints to stderr) without drawing through the bar."""
+        if self._bar is not None:
+            self._bar.clear()
+        show()
+        if self._bar is not None:
+            self._bar.refresh()
+
+    def error(self, message: str) -> None:
+        self.above(lambda: error(message))
+
+    def step(self) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def add_max_pixels_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse larger images (default {DEFAULT_MAX_PIXELS:,})",
+    )
+
+
+def add_verbosity_options(parser: argparse.ArgumentParser) -> None:
+    """-q and -v, worded alike for every command that shows a progress bar."""
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+
+
 def build_estimator(args: argparse.Namespace, *, progress: bool) -> DepthEstimator:
     """The estimator the options of :func:`add_model_options` describe (nothing loaded yet)."""
     return DepthEstimator.from_options(args, progress=progress)
@@ -190,3 +269,131 @@ def add_formats_option(parser: argparse.ArgumentParser, default: tuple[str, ...]
         metavar="LIST",
         help=f"comma-separated outputs: {','.join(OUTPUT_FORMATS)} (default: {','.join(default)})",
     )
+
+
+def _argument_type(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse type from a library parser: its one-line message becomes a usage error."""
+
+    def convert(text: str) -> object:
+        try:
+            return parse(text)
+        except DepthliteError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidOptionError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise InvalidOptionError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def add_calibration_options(parser: argparse.ArgumentParser, *, video: bool = False) -> None:
+    """--known, --fit, --calibration, --save-calibration: metres from known distances."""
+    where = "the first frame" if video else "each image"
+    group = parser.add_argument_group(
+        "metres (calibration from known distances)",
+        f"Two or more pixels with their distance fix the scale (and shift) of {where}'s "
+        "depth; the fit and each point's error are printed (stderr).",
+    )
+    group.add_argument(
+        "--known",
+        action="append",
+        default=[],
+        type=_argument_type(KnownPoint.parse),
+        metavar="X,Y=METRES",
+        help="a pixel (x right, y down, from 0, as the image is shown) and its distance along "
+        "the camera's axis in metres; give two or more",
+    )
+    group.add_argument(
+        "--fit",
+        choices=FITS,
+        help="auto (default): scale and shift for relative models, scale only for metric ones",
+    )
+    group.add_argument(
+        "--calibration", type=Path, metavar="FILE", help="use a saved calibration (JSON)"
+    )
+    group.add_argument(
+        "--save-calibration", type=Path, metavar="FILE", help="save the fitted calibration"
+    )
+
+
+def add_camera_options(parser: argparse.ArgumentParser) -> None:
+    """--fov, --focal-px, --principal, --stride, --sidecar: the 3-D outputs and the sidecar."""
+    group = parser.add_argument_group(
+        "3-D (ply, normals)",
+        "The focal length comes from --focal-px or --fov, else EXIF, else a 60 degree "
+        "horizontal field of view (with a warning).",
+    )
+    group.add_argument(
+        "--fov", type=_argument_type(_finite_float), metavar="DEGREES",
+        help="horizontal field of view",
+    )  # fmt: skip
+    group.add_argument(
+        "--focal-px", type=_argument_type(_finite_float), metavar="F",
+        help="focal length in pixels",
+    )  # fmt: skip
+    group.add_argument(
+        "--principal", type=_argument_type(CameraSpec.parse_principal), metavar="X,Y",
+        help="principal point in pixels (default: the image centre)",
+    )  # fmt: skip
+    group.add_argument(
+        "--stride", type=positive_int, default=1, metavar="N",
+        help="ply: keep every N-th pixel in each direction (default 1)",
+    )  # fmt: skip
+    group.add_argument(
+        "--sidecar",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write <stem>.json saying what each output holds (default: with png16)",
+    )
+
+
+def calibration_options(
+    args: argparse.Namespace,
+) -> tuple[tuple[KnownPoint, ...], str, Calibration | None]:
+    """(known points, fit, saved calibration) from the flags; InvalidOptionError: usage error."""
+    known = tuple(args.known)
+    if args.known and len(args.known) < 2:
+        raise InvalidOptionError(
+            "one --known point cannot fix a calibration: give two or more (--known X,Y=METRES)"
+        )
+    if known and args.calibration is not None:
+        raise InvalidOptionError("give --known points or --calibration FILE, not both")
+    if args.fit is not None and not known:
+        raise InvalidOptionError("--fit needs --known points")
+    if args.save_calibration is not None and not known:
+        raise InvalidOptionError("--save-calibration needs --known points to fit")
+    calibration = Calibration.load(args.calibration) if args.calibration is not None else None
+    return known, args.fit or "auto", calibration
+
+
+def output_request(args: argparse.Namespace, est: DepthEstimator) -> OutputRequest:
+    """The outputs the flags ask for, checked against the model before any work (exit 2)."""
+    known, fit, calibration = calibration_options(args)
+    request = OutputRequest(
+        formats=tuple(args.format),
+        colormap=args.colormap,
+        known=known,
+        fit=fit,
+        calibration=calibration,
+        camera=CameraSpec(args.fov, args.focal_px, args.principal),
+        stride=args.stride,
+        sidecar=args.sidecar,
+    )
+    request.check(est.card.output.kind, est.card.name)
+    return request
+
+
+def print_calibration(source: str, calibration: Calibration) -> None:
+    """The fit and every point's error: one short table on stderr."""
+    head, *rows = calibration.table()
+    print(f"depthlite: {source}: {head}", file=sys.stderr)
+    for row in rows:
+        print(f"  {row}", file=sys.stderr)

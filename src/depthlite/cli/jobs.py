@@ -9,18 +9,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from depthlite.cli.common import (
+    add_calibration_options,
+    add_camera_options,
     add_colormap_option,
     add_formats_option,
     add_model_options,
     build_estimator,
     error,
+    output_request,
     positive_int,
 )
-from depthlite.errors import EXIT_FAILURE, EXIT_OK
-from depthlite.imageio import expand_inputs
+from depthlite.errors import EXIT_FAILURE, EXIT_OK, InvalidOptionError
+from depthlite.imageio import OutputRequest, expand_inputs
 
 if TYPE_CHECKING:
     from depthlite.jobs.protocol import QueueConfig
+    from depthlite.jobs.spec import JobSpec
 
 __all__ = ["register"]
 
@@ -67,6 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--chunk", type=positive_int, default=8, help="images per queued job")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-v", "--verbose", action="count", default=0)
+    add_calibration_options(p)
+    add_camera_options(p)
     _queue_options(p)
     add_model_options(p)
     p.set_defaults(handler=run_batch)
@@ -88,6 +94,12 @@ def run_batch(args: argparse.Namespace) -> int:
 
     from depthlite.jobs.batch import pending_items, run_local, run_queued
 
+    if args.save_calibration is not None:
+        raise InvalidOptionError(
+            "batch fits each image on its own: --save-calibration is for predict"
+        )
+    est = build_estimator(args, progress=not args.quiet)
+    request = output_request(args, est)  # usage errors before any work
     queued = not args.local and bool(args.queue or os.environ.get("DEPTHLITE_QUEUE"))
     config = _queue_config(args) if queued else None
     items, failures = expand_inputs(args.inputs, recursive=args.recursive, flat_output=True)
@@ -105,23 +117,13 @@ def run_batch(args: argparse.Namespace) -> int:
                 config,
                 todo,
                 args.output,
-                formats=args.format,
-                colormap=args.colormap,
+                spec=_job_spec(request, est.card.name),
                 progress=progress,
                 chunk_size=args.chunk,
-                model=args.model,
             )
         else:
-            est = build_estimator(args, progress=not args.quiet)
             est.load()
-            report = run_local(
-                est,
-                todo,
-                args.output,
-                formats=args.format,
-                colormap=args.colormap,
-                progress=progress,
-            )
+            report = run_local(est, todo, args.output, request=request, progress=progress)
     finally:
         bar.close()
     for message in report.failures:
@@ -134,6 +136,27 @@ def run_batch(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return EXIT_FAILURE if report.failures or failures else EXIT_OK
+
+
+def _job_spec(request: OutputRequest, model: str) -> JobSpec:
+    """The images job of a batch chunk: the same outputs as a local run."""
+    from depthlite.jobs.spec import JobSpec
+
+    camera = request.camera
+    return JobSpec(
+        kind="images",
+        formats=request.formats,
+        colormap=request.colormap,
+        model=model,
+        known=tuple((p.x, p.y, p.distance) for p in request.known),
+        fit=request.fit,
+        calibration=request.calibration.to_json() if request.calibration else None,
+        fov=camera.fov,
+        focal_px=camera.focal_px,
+        principal=camera.principal,
+        stride=request.stride,
+        sidecar=request.sidecar,
+    )
 
 
 def run_worker(args: argparse.Namespace) -> int:

@@ -8,12 +8,13 @@ from collections.abc import Sequence
 
 from depthlite._version import __version__
 from depthlite.cli import bench, jobs, manage, predict, serve, video
+from depthlite.cli import eval as eval_command
 from depthlite.cli.common import configure_logging, error
 from depthlite.errors import DepthliteError
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (predict, video, jobs, manage, bench, serve)
+_COMMANDS = (predict, video, jobs, manage, bench, eval_command, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

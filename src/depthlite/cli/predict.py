@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from depthlite.cli.common import (
+    ProgressBar,
+    add_calibration_options,
+    add_camera_options,
     add_colormap_option,
     add_formats_option,
+    add_max_pixels_option,
     add_model_options,
+    add_verbosity_options,
     build_estimator,
     error,
-    positive_int,
+    output_request,
+    print_calibration,
 )
-from depthlite.errors import EXIT_FAILURE, EXIT_OK, InputError
+from depthlite.errors import EXIT_FAILURE, EXIT_OK, InputError, InvalidOptionError
 from depthlite.estimator import DepthEstimator
 from depthlite.imageio import (
-    DEFAULT_MAX_PIXELS,
+    DepthInfo,
     InputItem,
+    OutputRequest,
     expand_inputs,
-    write_outputs,
+    render_outputs,
+    write_encoded,
 )
 
 __all__ = ["register"]
@@ -44,14 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_formats_option(p, DEFAULT_FORMATS)
     add_colormap_option(p)
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders")
-    p.add_argument(
-        "--max-pixels",
-        type=positive_int,
-        default=DEFAULT_MAX_PIXELS,
-        help=f"refuse larger images (default {DEFAULT_MAX_PIXELS:,})",
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    add_max_pixels_option(p)
+    add_verbosity_options(p)
+    add_calibration_options(p)
+    add_camera_options(p)
     add_model_options(p)
     p.set_defaults(handler=run)
 
@@ -65,60 +67,49 @@ def _destination(item: InputItem, output: Path | None) -> tuple[Path, Path]:
     return Path.cwd(), item.relative
 
 
-def _process(est: DepthEstimator, item: InputItem, args: argparse.Namespace) -> list[Path]:
+def _process(
+    est: DepthEstimator, item: InputItem, args: argparse.Namespace, request: OutputRequest
+) -> tuple[list[Path], DepthInfo]:
+    exif = request.needs_exif
     if item.path is None:
-        result = est.predict(sys.stdin.buffer.read(), source="<stdin>")
+        result = est.predict(sys.stdin.buffer.read(), source="<stdin>", exif=exif)
     else:
-        result = est.predict(item.path)
-    depth, near_is_larger = result.depth, result.near_is_larger
-    # Only the "side" output needs the decoded photo; letting it (and the raw network output)
+        result = est.predict(item.path, exif=exif)
+    depth, info, focal = result.depth, result.info, result.exif
+    # Only "side" and "ply" need the decoded photo; letting it (and the raw network output)
     # go before encoding lets the encoder reuse that memory (encoding is the peak).
-    image = result.image if "side" in args.format else None
+    image = result.image if request.needs_image else None
     del result
     out_dir, relative = _destination(item, args.output)
-    return write_outputs(
-        depth, image, out_dir, relative, args.format, args.colormap, near_is_larger=near_is_larger
+    encoded, info = render_outputs(
+        depth, image, info, request, exif=focal, stem=relative.name, source=item.source
     )
+    return write_encoded(encoded, out_dir, relative), info
 
 
-class _NoBar:
-    """The slice of tqdm's interface ``run`` uses, doing nothing (one image, or --quiet)."""
-
-    def __init__(self, items: Sequence[InputItem]) -> None:
-        self._items = items
-
-    def __iter__(self) -> Iterator[InputItem]:
-        return iter(self._items)
-
-    def clear(self) -> None:
-        pass
-
-    def refresh(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress_bar(items: Sequence[InputItem], quiet: bool) -> Any:
-    """A tqdm bar over ``items`` for batches, else a silent stand-in.
-
-    tqdm is imported only when a bar is shown: importing it costs ~3 MB of RSS, which a
-    single image (the usual ``depthlite predict photo.jpg``) should not pay.
-    """
-    if quiet or len(items) < 2:
-        return _NoBar(items)
-    from tqdm import tqdm
-
-    return tqdm(items, unit="img", file=sys.stderr)
+def _after(item: InputItem, info: DepthInfo, args: argparse.Namespace, bar: ProgressBar) -> None:
+    """Show (and save) the calibration an image's known points fitted."""
+    if info.calibration is None or not args.known:
+        return
+    if args.save_calibration is not None:
+        info.calibration.save(args.save_calibration)
+    if not args.quiet:
+        calibration = info.calibration
+        bar.above(lambda: print_calibration(item.source, calibration))
 
 
 def run(args: argparse.Namespace) -> int:
-    # Options first: a wrong --model is a usage error whatever the inputs are.
+    # Options first: a wrong --model, or metres this model cannot give without known points,
+    # is a usage error whatever the inputs are.
     est = build_estimator(args, progress=not args.quiet)
+    request = output_request(args, est)
     items, failures = expand_inputs(
         args.inputs, recursive=args.recursive, flat_output=args.output is not None
     )
+    if args.save_calibration is not None and len(items) + len(failures) > 1:
+        raise InvalidOptionError(
+            f"--save-calibration needs exactly one input image, got {len(items) + len(failures)}"
+        )
     for failure in failures:
         error(str(failure))
     if not items:
@@ -126,17 +117,18 @@ def run(args: argparse.Namespace) -> int:
     est.load()  # model problems are fatal for the whole batch: fail before the first file
     written = 0
     failed = len(failures)
-    bar = _progress_bar(items, args.quiet)
-    for item in bar:
+    bar = ProgressBar(len(items), args.quiet)
+    for item in items:
         try:
-            written += len(_process(est, item, args))
+            paths, info = _process(est, item, args, request)
+            written += len(paths)
+            _after(item, info, args, bar)
         except (InputError, OSError) as exc:
             # OSError: the output could not be written (permissions, disk full); still per file.
             failed += 1
-            bar.clear()
             is_sourced = isinstance(exc, InputError) and exc.source
-            error(str(exc) if is_sourced else f"{item.source}: {exc}")
-            bar.refresh()
+            bar.error(str(exc) if is_sourced else f"{item.source}: {exc}")
+        bar.step()
     bar.close()
     if not args.quiet:
         done = len(items) - (failed - len(failures))

@@ -8,10 +8,14 @@ import sys
 from pathlib import Path
 
 from depthlite.cli.common import (
+    add_calibration_options,
     add_colormap_option,
     add_model_options,
+    add_verbosity_options,
     build_estimator,
+    calibration_options,
     positive_int,
+    print_calibration,
 )
 from depthlite.errors import EXIT_OK, InvalidOptionError
 from depthlite.normalize import (
@@ -94,7 +98,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="depth of every frame of a video",
         description="Write the depth of a video as an MP4 that plays in browsers (H.264, audio "
         "kept), a folder of 16-bit PNGs, or one .npz of float16 frames. Colours are stable over "
-        "time (temporal normaliser); --normalize per-frame gives the official per-frame scaling.",
+        "time (temporal normaliser); --normalize per-frame gives the official per-frame scaling. "
+        "With --known points (fitted on the first frame) or --calibration, the .npz holds "
+        "metres and every PNG frame carries the calibration.",
     )
     p.add_argument("input", type=Path, metavar="IN", help="any video FFmpeg reads")
     p.add_argument(
@@ -117,8 +123,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     enc.add_argument(
         "--preset", choices=X264_PRESETS, default="veryfast", help="x264 preset (default veryfast)"
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    add_verbosity_options(p)
+    add_calibration_options(p, video=True)
     add_model_options(p)
     p.set_defaults(handler=run)
 
@@ -126,7 +132,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     from depthlite.video import VideoOptions, process_video
 
-    options = VideoOptions.from_flat(args, fmt=args.format)
+    known, fit, calibration = calibration_options(args)
+    flat = {**vars(args), "known": known, "fit": fit, "calibration": calibration}
+    options = VideoOptions.from_flat(argparse.Namespace(**flat), fmt=args.format)
     from tqdm import tqdm
 
     bar = tqdm(unit="frame", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
@@ -144,6 +152,11 @@ def run(args: argparse.Namespace) -> int:
         report = process_video(estimator, args.input, args.output, options, progress)
     finally:
         bar.close()
+    if known and report.calibration is not None:
+        if args.save_calibration is not None:
+            report.calibration.save(args.save_calibration)
+        if not args.quiet:
+            print_calibration(f"{args.input} (first frame)", report.calibration)
     if not args.quiet:
         what = report.encoder or report.fmt
         extra = "" if report.browser_safe else " (this FFmpeg has no H.264: not for browsers)"

@@ -89,7 +89,7 @@ _PIL_LIMIT_LOCK = threading.Lock()
 
 
 @functools.cache
-def _register_plugins() -> None:
+def register_plugins() -> None:
     """pillow-heif's opener, once, on the first decode (never at import time)."""
     if _HAS_HEIF:
         from pillow_heif import register_heif_opener
@@ -295,7 +295,7 @@ def _decode_stream(fp: BinaryIO, source: str, max_pixels: int) -> np.ndarray:
     if not prefix:
         raise UnsupportedFormatError(f"empty input; {_formats_hint()}", source=source)
     fp.seek(0)
-    _register_plugins()
+    register_plugins()
     try:
         with _pil_limits(max_pixels):
             # Only our formats' header parsers ever see the bytes; others are only sniffed.

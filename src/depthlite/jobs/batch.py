@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from depthlite.errors import InputError
 from depthlite.estimator import DepthEstimator
-from depthlite.imageio import OUTPUT_SUFFIX, InputItem, output_path, write_outputs
+from depthlite.imageio import (
+    SIDECAR,
+    InputItem,
+    OutputRequest,
+    file_suffix,
+    output_path,
+    write_encoded,
+)
 from depthlite.jobs.protocol import QueueConfig
 from depthlite.jobs.shared import SharedStore
 from depthlite.jobs.spec import JobSpec
@@ -63,18 +70,16 @@ def run_local(
     items: list[InputItem],
     out_dir: Path,
     *,
-    formats: tuple[str, ...],
-    colormap: str,
+    request: OutputRequest,
     progress: Progress,
 ) -> BatchReport:
     report = BatchReport()
     for item in items:
         try:
-            result = est.predict(item.path if item.path is not None else b"", source=item.source)
-            write_outputs(
-                result.depth, result.image, out_dir, item.relative, formats, colormap,
-                near_is_larger=result.near_is_larger,
-            )  # fmt: skip
+            source = item.path if item.path is not None else b""
+            result = est.predict(source, source=item.source, exif=request.needs_exif)
+            encoded = result.render(request, stem=item.relative.name)
+            write_encoded(encoded, out_dir, item.relative)
             report.done += 1
         except (InputError, OSError) as exc:
             report.failures.append(
@@ -114,7 +119,8 @@ def _submit(
         names.append(f"{index:06d}_{flat}{item.path.suffix}")
     payload = job_payload(job_id, spec, paths, store, names)
     task = celery.send_task(TASK_NAME, args=[payload], task_id=job_id)
-    return _Chunk(job_id, chunk_items, stems, spec.formats, task)
+    files = (*spec.formats, SIDECAR) if spec.output_request().wants_sidecar else spec.formats
+    return _Chunk(job_id, chunk_items, stems, files, task)
 
 
 def _unpack(local: Path, chunk: _Chunk, out_dir: Path, formats: tuple[str, ...]) -> None:
@@ -123,7 +129,7 @@ def _unpack(local: Path, chunk: _Chunk, out_dir: Path, formats: tuple[str, ...])
     names = set(archive.namelist()) if archive is not None else {local.name}
     for flat, relative in chunk.stems.items():
         for fmt in formats:
-            name = f"{flat}{OUTPUT_SUFFIX[fmt]}"  # exact names: no prefix guessing
+            name = f"{flat}{file_suffix(fmt)}"  # exact names: no prefix guessing
             if name not in names:
                 continue  # that image failed; the failure is reported separately
             target = output_path(out_dir, relative, fmt)
@@ -153,22 +159,19 @@ def run_queued(
     items: list[InputItem],
     out_dir: Path,
     *,
-    formats: tuple[str, ...],
-    colormap: str,
+    spec: JobSpec,
     progress: Progress,
     chunk_size: int = 8,
-    model: str | None = None,
 ) -> BatchReport:
     """Send ``items`` as Celery jobs of ``chunk_size`` images; wait and collect the results.
 
-    ``model``: the jobs say which model they need, so a worker serving another refuses them
-    (with the fix) instead of answering with the wrong network.
+    ``spec`` (an images job) should name its model, so a worker serving another refuses the
+    jobs (with the fix) instead of answering with the wrong network.
     """
     from depthlite.jobs.celery_app import make_celery
     from depthlite.jobs.shared import open_store
 
     celery, store = make_celery(config), open_store(config.store)
-    spec = JobSpec(kind="images", formats=formats, colormap=colormap, model=model)
     chunks = [
         _submit(celery, store, items[i : i + chunk_size], spec)
         for i in range(0, len(items), chunk_size)

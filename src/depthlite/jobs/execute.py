@@ -22,7 +22,7 @@ import numpy as np
 from depthlite.errors import DepthliteError, InputError
 from depthlite.estimator import DepthEstimator
 from depthlite.fsutil import atomic_path
-from depthlite.imageio import OUTPUT_SUFFIX, atomic_write_bytes
+from depthlite.imageio import OutputRequest, atomic_write_bytes, file_suffix
 from depthlite.jobs.spec import JobCancelledError, JobSpec
 from depthlite.video.pipeline import process_video
 
@@ -57,9 +57,12 @@ def input_name(stored: str) -> str:
     return _INDEX_PREFIX.sub("", stored)
 
 
-def _image_outputs(est: DepthEstimator, path: Path, spec: JobSpec, source: str) -> dict[str, bytes]:
-    result = est.predict(path, resize=spec.resize, source=source)
-    return result.encode(spec.formats, spec.colormap)
+def _image_outputs(
+    est: DepthEstimator, path: Path, spec: JobSpec, request: OutputRequest, stem: str
+) -> dict[str, bytes]:
+    source = input_name(path.name)
+    result = est.predict(path, resize=spec.resize, source=source, exif=request.needs_exif)
+    return result.render(request, stem=stem)
 
 
 def _stems(inputs: list[Path]) -> list[str]:
@@ -88,16 +91,19 @@ class _Context:
 
 def _images(ctx: _Context, inputs: list[Path]) -> list[dict[str, str]]:
     spec, out_dir, est, run, progress = ctx.spec, ctx.out_dir, ctx.est, ctx.run, ctx.progress
+    request = spec.output_request()
+    # A job queued for another model (or before a change of model) fails here, whole.
+    request.check(est.card.output.kind, est.card.name)
     failures = []
     for done, (path, stem) in enumerate(zip(inputs, _stems(inputs), strict=True), start=1):
         name = input_name(path.name)
         try:
-            outputs = run(_image_outputs, est, path, spec, name)
+            outputs = run(_image_outputs, est, path, spec, request, stem)
         except InputError as exc:
             failures.append({"input": name, "error": exc.code, "detail": str(exc)})
         else:
             for fmt, data in outputs.items():
-                atomic_write_bytes(out_dir / f"{stem}{OUTPUT_SUFFIX[fmt]}", data)
+                atomic_write_bytes(out_dir / f"{stem}{file_suffix(fmt)}", data)
         progress(done, len(inputs))
     if failures and len(failures) == len(inputs):
         raise JobFailedError(f"every input failed; first: {failures[0]['detail']}")

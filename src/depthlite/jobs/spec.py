@@ -2,7 +2,9 @@
 
 The same options as ``POST /v1/depth`` (images) and ``depthlite video`` (a video), so a job
 is a deferred call of one of them; the embedded runner, the Celery worker and ``depthlite
-batch`` all read this one description.
+batch`` all read this one description. Image outputs are validated by the library's
+:class:`~depthlite.imageio.OutputRequest` (:meth:`JobSpec.output_request`), the one place
+that knows them, and video options by :class:`~depthlite.video.pipeline.VideoOptions`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from dataclasses import dataclass
 
 from depthlite.colorize import DEFAULT_COLORMAP
 from depthlite.errors import DepthliteError, InvalidOptionError, clip
-from depthlite.imageio import OUTPUT_FORMATS
+from depthlite.geometry.calibration import Calibration, KnownPoint
+from depthlite.geometry.intrinsics import CameraSpec
+from depthlite.imageio import OUTPUT_FORMATS, OutputRequest
 from depthlite.normalize import NormalizerOptions
 from depthlite.options import PRECISIONS, RESIZE_MODES, check_choice
 from depthlite.video.formats import VIDEO_FORMATS
@@ -83,9 +87,21 @@ class JobSpec:
     precision: str | None = None
     # None: the server's default model. Set: the model's canonical name (aliases resolved).
     model: str | None = None
+    # Metres and 3-D: known points as (x, y, metres), or a saved calibration (its JSON).
+    known: tuple[tuple[int, int, float], ...] = ()
+    fit: str = "auto"
+    calibration: str | None = None
+    fov: float | None = None
+    focal_px: float | None = None
+    principal: tuple[float, float] | None = None
+    stride: int = 1
+    sidecar: bool | None = None
 
     def __post_init__(self) -> None:
         check_choice("job kind", self.kind, JOB_KINDS)
+        object.__setattr__(self, "known", tuple(tuple(p) for p in self.known))
+        if self.principal is not None:
+            object.__setattr__(self, "principal", tuple(self.principal))
         self._check_formats()
         if self.resize is not None:
             check_choice("resize", self.resize, RESIZE_MODES)
@@ -96,6 +112,23 @@ class JobSpec:
         # Every option is checked whatever the kind: an image job ignores the video options,
         # but a value a video job would refuse is a client error either way.
         VideoOptions.from_flat(self, fmt=None)
+        request = self.output_request(check_formats=self.kind == "images")
+        if self.model is not None:
+            card = get_card(self.model)
+            request.check(card.output.kind, card.name)
+
+    def output_request(self, *, check_formats: bool = True) -> OutputRequest:
+        """The image outputs this job asks for (InvalidOptionError if they cannot be)."""
+        return OutputRequest(
+            formats=self.formats if check_formats else ("npy",),
+            colormap=self.colormap,
+            known=tuple(KnownPoint(*p) for p in self.known),
+            fit=self.fit,
+            calibration=Calibration.from_json(self.calibration) if self.calibration else None,
+            camera=CameraSpec(self.fov, self.focal_px, self.principal),
+            stride=self.stride,
+            sidecar=self.sidecar,
+        )
 
     def _check_formats(self) -> None:
         allowed = OUTPUT_FORMATS if self.kind == "images" else VIDEO_FORMATS
@@ -121,4 +154,5 @@ class JobSpec:
         data = json.loads(text)
         data["formats"] = tuple(data["formats"])
         data["percentiles"] = tuple(data["percentiles"])
+        data["known"] = tuple(tuple(p) for p in data.get("known", ()))
         return cls(**data)

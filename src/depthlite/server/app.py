@@ -26,7 +26,17 @@ from depthlite.server.middleware import (
     TrustedHostMiddleware,
 )
 from depthlite.server.openapi import install_openapi
-from depthlite.server.routes import depth, docs, health, jobs, live, metrics, models, ui
+from depthlite.server.routes import (
+    calibration,
+    depth,
+    docs,
+    health,
+    jobs,
+    live,
+    metrics,
+    models,
+    ui,
+)
 from depthlite.server.service import Service, build_estimators
 from depthlite.server.settings import Settings, load_settings
 
@@ -39,8 +49,11 @@ Monocular depth on the CPU: the MiDaS family and Depth Anything V2 (`GET /v1/mod
 what this server loaded; requests choose with `?model=`).
 
 `POST /v1/depth` with an image (multipart field `file`, or the raw bytes) returns its depth map:
-a colour PNG by default, or `format=jpeg|png16|npy|pfm|side|json`. Errors are JSON
-`{"error": code, "detail": sentence}`; 503 answers carry `Retry-After`.
+a colour PNG by default, or `format=jpeg|png16|npy|pfm|side|json`; in metres with
+`known=X,Y=METRES` points (two or more) or a metric model: `format=metric|metric_pfm`, and in
+3-D: `format=ply|normals|normals_npy`. `POST /v1/calibration` fits metres to known points of
+values a client already has. Errors are JSON `{"error": code, "detail": sentence}`; 503
+answers carry `Retry-After`.
 """
 # Headers a browser page on another origin may read (the web UI shows timings and retries).
 _EXPOSED_HEADERS = [
@@ -48,6 +61,12 @@ _EXPOSED_HEADERS = [
     "Server-Timing",
     "X-Depth-Width",
     "X-Depth-Height",
+    "X-Depth-Kind",
+    "X-Depth-Unit",
+    "X-Depth-Model",
+    "X-Depth-Min",
+    "X-Depth-Max",
+    "X-Depth-Mapping",
     "Content-Disposition",
 ]
 
@@ -100,7 +119,7 @@ def create_app(
     precisions = sorted({est.precision for est in service.estimators.values()})
     choices = {"precision": precisions, "model": list(service.estimators)}
     install_openapi(app, keyed=bool(settings.api_keys), choices=choices)
-    for module in (depth, jobs, live, models, health, metrics):
+    for module in (depth, calibration, jobs, live, models, health, metrics):
         app.include_router(module.router())
     app.include_router(docs.router(app.title))
     app.include_router(ui.router())

@@ -8,25 +8,33 @@ or output format appears in the API and its OpenAPI document without an edit her
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field
 
 from depthlite.colorize import COLORMAPS
+from depthlite.geometry.calibration import FITS, MAX_POINTS
 from depthlite.imageio import OUTPUT_FORMATS
 from depthlite.options import PRECISIONS, RESIZE_MODES
+from depthlite.zoo.cards import OutputKind
 
 __all__ = [
     "API_FORMATS",
     "COLORMAP_NAMES",
     "MODEL_QUERY_HELP",
+    "CalibrationBody",
+    "CalibrationPointIn",
+    "CalibrationPointOut",
+    "CalibrationRequest",
     "ColormapName",
     "DepthSummary",
     "ErrorBody",
+    "FitName",
     "HealthBody",
     "InputPolicyInfo",
     "JobInfo",
     "JobProgress",
+    "KindName",
     "LicenceInfo",
     "ModelFileInfo",
     "ModelInfo",
@@ -48,6 +56,12 @@ OutputFormat = Literal[API_FORMATS]  # type: ignore[valid-type]
 ColormapName = Literal[COLORMAP_NAMES]  # type: ignore[valid-type]
 ResizeMode = Literal[RESIZE_MODES]  # type: ignore[valid-type]
 PrecisionName = Literal[PRECISIONS]  # type: ignore[valid-type]
+FitName = Literal[FITS]  # type: ignore[valid-type]
+KindName = Literal[get_args(OutputKind)]  # type: ignore[valid-type]
+# Bounds that keep the fit's float64 sums finite; far beyond any real pixel, value or distance.
+_MAX_COORDINATE = 2**31 - 1
+_MAX_VALUE = 1e30
+_DISTANCE_RANGE = (1e-6, 1e6)
 # Any known name or alias; whether the server loaded it is checked per request (422 lists them).
 MODEL_QUERY_HELP = "model to use (default: the server's first); GET /v1/models lists the loaded"
 
@@ -86,6 +100,57 @@ def _pair(description: str) -> Any:
     return Field(min_length=2, max_length=2, description=description)
 
 
+class CalibrationPointIn(BaseModel):
+    """A known point: a pixel, the model's value there (``depth[y, x]`` of the npy) and its
+    distance in metres."""
+
+    x: float = Field(ge=0, le=_MAX_COORDINATE, description="pixel column, 0-based (rounded)")
+    y: float = Field(ge=0, le=_MAX_COORDINATE, description="pixel row, 0-based, down (rounded)")
+    value: float = Field(ge=-_MAX_VALUE, le=_MAX_VALUE, allow_inf_nan=False)
+    distance: float = Field(
+        ge=_DISTANCE_RANGE[0],
+        le=_DISTANCE_RANGE[1],
+        allow_inf_nan=False,
+        description="metres, along the camera's axis",
+    )
+
+
+class CalibrationRequest(BaseModel):
+    """``POST /v1/calibration``: fit metres to known points of a depth map."""
+
+    model: str | None = Field(default=None, description="the model the values came from")
+    kind: KindName = Field(description="the output kind of the values (format=json says it)")
+    points: list[CalibrationPointIn] = Field(min_length=2, max_length=MAX_POINTS)
+    fit: FitName = Field(
+        default="auto", description="auto: scale_shift for relative kinds, scale for metric"
+    )
+
+
+class CalibrationPointOut(BaseModel):
+    x: int
+    y: int
+    value: float
+    distance: float
+    predicted: float = Field(description="metres the calibration gives here")
+    residual: float = Field(description="predicted - distance, metres")
+    weight: float = Field(description="the robust fit's weight (1: fully trusted)")
+
+
+class CalibrationBody(BaseModel):
+    """A calibration: ``space`` inverse: 1/d = scale * value + shift; linear: d = ..."""
+
+    model: str | None
+    kind: str
+    input_size: list[int] | None = Field(description="[height, width] of the network input")
+    space: Literal["inverse", "linear"]
+    fit: Literal["scale", "scale_shift"]
+    method: Literal["least_squares", "huber"]
+    scale: float
+    shift: float
+    rms: float = Field(description="root mean square of the residuals, metres")
+    points: list[CalibrationPointOut]
+
+
 class DepthSummary(BaseModel):
     """``format=json``: statistics of the depth map instead of the map itself."""
 
@@ -101,6 +166,10 @@ class DepthSummary(BaseModel):
         "percentiles are then in the unit)"
     )
     unit: str | None = Field(description='"m" for metric depth; null for relative outputs')
+    near_is_larger: bool = Field(description="true for inverse depth and disparity")
+    calibration: CalibrationBody | None = Field(
+        default=None, description="the fit of the known= points, when given"
+    )
     model: str
     backend: str
     precision: str

@@ -6,8 +6,9 @@ others back instead of piling frames up):
 * reader: FFmpeg's decoded frames (a child process) and the preprocessing of each;
 * inference workers (the caller's thread and one more per spare core): the network and the
   upsampling, several frames at once when the session has fewer threads than there are cores;
-* writer: puts frames back in order, then the temporal normaliser, the colour map and the
-  sink (an FFmpeg encoder child).
+* writer: puts frames back in order, fits the calibration on the first frame when known
+  points are given (one calibration for a fixed camera), then the temporal normaliser, the
+  colour map and the sink (an FFmpeg encoder child).
 
 Every stage but the network releases the GIL for its heavy parts (cv2, numpy, pipes), so the
 stages and the two FFmpeg processes fill the gaps the network leaves. Any failure stops every
@@ -30,6 +31,14 @@ import numpy as np
 from depthlite.colorize import DEFAULT_COLORMAP, colormap_id
 from depthlite.errors import InvalidOptionError
 from depthlite.estimator import DepthEstimator
+from depthlite.geometry.calibration import (
+    FITS,
+    Calibration,
+    KnownPoint,
+    fit_calibration,
+    resolve_fit,
+)
+from depthlite.imageio.depthfile import DepthInfo
 from depthlite.normalize import NormalizerOptions
 from depthlite.runtime.base import default_threads
 from depthlite.transforms import InputPolicy, preprocess
@@ -51,7 +60,11 @@ _END = object()
 
 @dataclass(frozen=True)
 class VideoOptions:
-    """What ``process_video`` writes; ``fmt=None`` takes the format from the output name."""
+    """What ``process_video`` writes; ``fmt=None`` takes the format from the output name.
+
+    ``known`` points fit one calibration on the first frame (a fixed camera), or
+    ``calibration`` gives one; the npz then holds metres and the PNG frames carry it.
+    """
 
     fmt: str | None = None
     colormap: str = DEFAULT_COLORMAP
@@ -62,9 +75,18 @@ class VideoOptions:
     max_frames: int | None = None
     crf: int = 20
     preset: str = "veryfast"
+    known: tuple[KnownPoint, ...] = ()
+    fit: str = "auto"
+    calibration: Calibration | None = None
 
     def __post_init__(self) -> None:
         colormap_id(self.colormap)
+        if self.fit not in FITS:
+            raise InvalidOptionError(f"invalid fit {self.fit!r}; choose one of: {', '.join(FITS)}")
+        if self.known and self.calibration is not None:
+            raise InvalidOptionError("give known points or a saved calibration, not both")
+        if len(self.known) == 1:
+            raise InvalidOptionError("one known point cannot fix a calibration: give two or more")
         if self.start < 0 or (self.end is not None and self.end <= self.start):
             raise InvalidOptionError(
                 f"need 0 <= start < end, got start={self.start} end={self.end}"
@@ -90,7 +112,20 @@ class VideoOptions:
             depth_smoothing=values.depth_smoothing,
         )
         names = ("colormap", "side", "start", "end", "max_frames", "crf", "preset")
-        return cls(fmt=fmt, normalizer=normalizer, **{n: getattr(values, n) for n in names})
+        calibration = getattr(values, "calibration", None)
+        if isinstance(calibration, str):  # a job spec keeps it as JSON
+            calibration = Calibration.from_json(calibration)
+        known = tuple(
+            p if isinstance(p, KnownPoint) else KnownPoint(*p) for p in getattr(values, "known", ())
+        )
+        return cls(
+            fmt=fmt,
+            normalizer=normalizer,
+            known=known,
+            fit=getattr(values, "fit", None) or "auto",
+            calibration=calibration,
+            **{n: getattr(values, n) for n in names},
+        )
 
 
 @dataclass(frozen=True)
@@ -106,6 +141,7 @@ class VideoReport:
     browser_safe: bool
     audio: bool
     cuts: int = 0
+    calibration: Calibration | None = None
 
     @property
     def fps(self) -> float:
@@ -196,6 +232,7 @@ def process_video(
         raise InvalidOptionError(
             f"start={options.start:g} s is past the end of {source.name} ({info.duration:g} s)"
         )
+    depth_info = _depth_info(estimator, options)
     policy = estimator.input_policy()  # loads the model: fail before any output exists
     trim = (options.start, options.end)
     sink = open_sink(
@@ -209,6 +246,7 @@ def process_video(
         trim=trim,
         crf=options.crf,
         preset=options.preset,
+        depth_info=depth_info,
     )
     try:
         reader = FrameReader(source, info, *trim)
@@ -223,7 +261,6 @@ def process_video(
         sink=sink,
         options=options,
         progress=progress,
-        negate=not estimator.near_is_larger and not sink.raw,
     )
     run.expected = _expected(info, options)
     start = time.perf_counter()
@@ -232,6 +269,17 @@ def process_video(
     return _finish(
         run.stages, sink, fmt=fmt, frames=run.done, seconds=seconds, info=info, source=source
     )
+
+
+def _depth_info(estimator: DepthEstimator, options: VideoOptions) -> DepthInfo:
+    """What the frames are; a calibration or fit that cannot apply fails before any work."""
+    card = estimator.card
+    info = DepthInfo(card.output.kind, card.output.unit, card.name, options.calibration)
+    if options.calibration is not None:
+        options.calibration.check_use(card.name, card.output.kind)
+    if options.known:
+        resolve_fit(options.fit, card.output.kind)
+    return info
 
 
 class _Run:
@@ -247,11 +295,10 @@ class _Run:
         sink: FrameSink,
         options: VideoOptions,
         progress: ProgressCallback | None,
-        negate: bool = False,
     ) -> None:
         self.infer_fn = infer
         self.upsample = upsample
-        self.negate = negate
+        self.input_size: tuple[int, int] | None = None
         self.policy = policy
         self.reader = reader
         self.sink = sink
@@ -292,7 +339,9 @@ class _Run:
             rgb = self.reader.read()
             if rgb is None:
                 break
-            if not self.stages.put(self.frames, (index, rgb, preprocess(rgb, self.policy))):
+            x = preprocess(rgb, self.policy)
+            self.input_size = (x.shape[-2], x.shape[-1])
+            if not self.stages.put(self.frames, (index, rgb, x)):
                 return
             index += 1
         for _ in range(workers):  # one end marker per inference worker
@@ -302,8 +351,6 @@ class _Run:
         while (item := self.stages.get(self.frames)) is not _END:
             index, rgb, x = item
             depth = self.upsample(self.infer_fn(x), rgb.shape[0], rgb.shape[1])
-            if self.negate:
-                np.negative(depth, out=depth)
             if not self.stages.put(self.depths, (index, rgb, depth)):
                 return
         self.stages.put(self.depths, _END)
@@ -323,10 +370,19 @@ class _Run:
             waiting[index] = (rgb, depth)
             while self.done in waiting:
                 rgb, depth = waiting.pop(self.done)
+                if self.done == 0 and self.options.known:
+                    self.sink.calibrate(self._fit(depth))
                 self.sink.write(depth, rgb)
                 self.done += 1
                 if self.progress is not None:
                     self.progress(self.done, self.expected)
+
+    def _fit(self, depth: np.ndarray) -> Calibration:
+        info = self.sink.info
+        return fit_calibration(
+            depth, info.kind, self.options.known, fit=self.options.fit, model=info.model,
+            input_size=self.input_size,
+        )  # fmt: skip
 
 
 def _finish(
@@ -357,4 +413,5 @@ def _finish(
         browser_safe=sink.browser_safe,
         audio=fmt == "mp4" and info.has_audio,
         cuts=normalizer.cuts if normalizer is not None else 0,
+        calibration=sink.info.calibration,
     )

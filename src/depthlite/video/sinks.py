@@ -2,27 +2,34 @@
 
 Every sink writes under a temporary name next to the output and renames it into place only in
 ``finish``: an interrupted or failed run never leaves a half-written file under the final name.
+Sinks get the model's raw output; the ones that draw (MP4, PNG) make it "near is bright"
+themselves (``colorize.display_depth``). With a calibration the npz holds metres, and every
+PNG frame carries it in its text chunks (as still images do: ``imageio.depthfile``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
 import tempfile
 import zipfile
 from abc import ABC, abstractmethod
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from depthlite.colorize import apply_palette
+from depthlite.colorize import apply_palette, display_depth
 from depthlite.errors import InvalidOptionError
 from depthlite.fsutil import FILE_MODE
-from depthlite.normalize import NormalizerOptions, TemporalNormalizer
+from depthlite.geometry.calibration import Calibration
+from depthlite.imageio.depthfile import DepthInfo, display_range, png16_text
+from depthlite.imageio.png import encode_gray
+from depthlite.normalize import NormalizerOptions, TemporalNormalizer, scale_levels
 from depthlite.video.ffmpeg import FrameWriter, VideoInfo
 from depthlite.video.formats import VIDEO_FORMATS
 
@@ -50,16 +57,21 @@ def output_format(output: Path, fmt: str | None) -> str:
 
 
 class FrameSink(ABC):
-    """Takes (depth, rgb) frame pairs in order; ``finish`` publishes, ``abort`` cleans up."""
+    """Takes (depth, rgb) frame pairs in order; ``finish`` publishes, ``abort`` cleans up.
+
+    ``depth`` is the model's raw output, which the sink may overwrite (it owns the frame).
+    """
 
     encoder: str | None = None
     browser_safe: bool = True
-    # Raw sinks store the model's values; the others draw "near is bright" images, so metric
-    # depth reaches them negated (see the pipeline).
-    raw: bool = False
 
-    def __init__(self, output: Path) -> None:
+    def __init__(self, output: Path, info: DepthInfo) -> None:
         self.output = output
+        self.info = info
+
+    def calibrate(self, calibration: Calibration) -> None:
+        """Apply ``calibration`` from this frame on (called before the first frame)."""
+        self.info = replace(self.info, calibration=calibration)
 
     @abstractmethod
     def write(self, depth: np.ndarray, rgb: np.ndarray) -> None: ...
@@ -93,8 +105,9 @@ class Mp4Sink(FrameSink):
         trim: tuple[float, float | None],
         crf: int,
         preset: str,
+        depth_info: DepthInfo,
     ) -> None:
-        super().__init__(output)
+        super().__init__(output, depth_info)
         self.colormap = colormap
         self.side = side
         self.normalizer = TemporalNormalizer(normalizer)
@@ -118,7 +131,8 @@ class Mp4Sink(FrameSink):
         self.browser_safe = self._writer.browser_safe
 
     def write(self, depth: np.ndarray, rgb: np.ndarray) -> None:
-        color = apply_palette(self.normalizer.levels(depth, bits=1), self.colormap)
+        display = display_depth(depth, self.info.near_is_larger, out=depth)
+        color = apply_palette(self.normalizer.levels(display, bits=1), self.colormap)
         self._writer.write(np.hstack((rgb, color)) if self.side else color)
 
     def finish(self) -> None:
@@ -136,10 +150,11 @@ class Mp4Sink(FrameSink):
 
 
 class Png16Sink(FrameSink):
-    """``frame_000001.png``...: 16-bit levels of the normalised depth, in a new folder."""
+    """``frame_000001.png``...: 16-bit levels of the normalised depth, in a new folder, each
+    with the text chunks that say which values its levels span."""
 
-    def __init__(self, output: Path, normalizer: NormalizerOptions) -> None:
-        super().__init__(output)
+    def __init__(self, output: Path, normalizer: NormalizerOptions, info: DepthInfo) -> None:
+        super().__init__(output, info)
         if output.exists() and (not output.is_dir() or any(output.iterdir())):
             raise InvalidOptionError(
                 f"{output} exists and is not an empty folder; choose a new folder for the frames"
@@ -151,11 +166,14 @@ class Png16Sink(FrameSink):
 
     def write(self, depth: np.ndarray, rgb: np.ndarray) -> None:
         self._count += 1
-        levels = self.normalizer.levels(depth, bits=2)
-        ok, data = cv2.imencode(".png", levels, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-        if not ok:
-            raise OSError("PNG encoding failed")
-        (self._tmp / f"frame_{self._count:06d}.png").write_bytes(data.tobytes())
+        near_is_larger = self.info.near_is_larger
+        # normalizer.levels, step by step, to know the range the levels span.
+        display = self.normalizer.smooth_depth(display_depth(depth, near_is_larger, out=depth))
+        frame = self.normalizer.update(display)
+        levels = scale_levels(display, frame.lo, frame.hi, bits=2)
+        text = png16_text(self.info, display_range(frame.lo, frame.hi, near_is_larger))
+        data = encode_gray(levels, text=text)
+        (self._tmp / f"frame_{self._count:06d}.png").write_bytes(data)
 
     def finish(self) -> None:
         self._tmp.chmod(0o755)
@@ -168,16 +186,16 @@ class Png16Sink(FrameSink):
 
 
 class NpzSink(FrameSink):
-    """One ``.npz``: ``depth`` (N, H, W) float16 raw depth, ``fps``, ``timestamps`` (s).
+    """One ``.npz``: ``depth`` (N, H, W) float16, ``fps``, ``timestamps`` (s), and what the
+    depth is: ``kind``, ``unit`` ("" if none), ``model``, ``calibration`` (JSON, "" if none).
 
-    Frames stream to a temporary file, so memory stays flat however long the video is; the
-    archive is assembled (uncompressed, so it can be memory-mapped) at the end.
+    ``depth`` is the model's raw output, or metres (NaN where none) with a calibration. Frames
+    stream to a temporary file, so memory stays flat however long the video is; the archive is
+    assembled (uncompressed, so it can be memory-mapped) at the end.
     """
 
-    raw = True
-
-    def __init__(self, output: Path, fps: Fraction, start: float) -> None:
-        super().__init__(output)
+    def __init__(self, output: Path, fps: Fraction, start: float, info: DepthInfo) -> None:
+        super().__init__(output, info)
         self.fps = fps
         self.start = start
         self._raw = _temp_file(output, ".frames")
@@ -188,6 +206,8 @@ class NpzSink(FrameSink):
     def write(self, depth: np.ndarray, rgb: np.ndarray) -> None:
         self._shape = depth.shape
         self._count += 1
+        if self.info.calibration is not None:
+            depth = self.info.calibration.apply(depth)
         self._file.write(np.ascontiguousarray(depth, dtype="<f2").data)
 
     def finish(self) -> None:
@@ -210,9 +230,18 @@ class NpzSink(FrameSink):
                 np.lib.format.write_array_header_1_0(member, header)
                 with self._raw.open("rb") as raw:
                     shutil.copyfileobj(raw, member, 1 << 20)
-            for name, value in (("fps", np.float64(self.fps)), ("timestamps", times)):
+            for name, value in (("fps", np.float64(self.fps)), ("timestamps", times),
+                                *self._facts()):  # fmt: skip
                 with archive.open(f"{name}.npy", "w") as member:
                     np.lib.format.write_array(member, np.asarray(value))
+
+    def _facts(self) -> list[tuple[str, np.ndarray]]:
+        info, cal = self.info, self.info.calibration
+        kind, unit = ("metric_depth", "m") if cal else (info.kind, info.unit or "")
+        calibration = json.dumps(cal.to_dict()) if cal else ""
+        facts = {"kind": kind, "unit": unit, "model": info.model or "", "calibration": calibration}
+        # Unicode string arrays: np.load reads them without pickle.
+        return [(name, np.array(value)) for name, value in facts.items()]
 
     def abort(self) -> None:
         self._file.close()
@@ -231,12 +260,13 @@ def open_sink(
     trim: tuple[float, float | None],
     crf: int,
     preset: str,
+    depth_info: DepthInfo,
 ) -> FrameSink:
-    """The sink for ``fmt`` (one of VIDEO_FORMATS), ready for frames."""
+    """The sink for ``fmt`` (one of VIDEO_FORMATS), ready for frames of ``depth_info``."""
     if fmt == "png16":
-        return Png16Sink(output, normalizer)
+        return Png16Sink(output, normalizer, depth_info)
     if fmt == "npz":
-        return NpzSink(output, info.fps, trim[0])
+        return NpzSink(output, info.fps, trim[0], depth_info)
     return Mp4Sink(
         output,
         info,
@@ -247,4 +277,5 @@ def open_sink(
         trim=trim,
         crf=crf,
         preset=preset,
+        depth_info=depth_info,
     )

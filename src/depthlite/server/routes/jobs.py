@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
 from depthlite.colorize import DEFAULT_COLORMAP
@@ -29,6 +29,7 @@ from depthlite.normalize import (
     parse_percentiles,
 )
 from depthlite.server.deps import Owner, ServiceDep
+from depthlite.server.routes.calibration import GeometryQuery, geometry_query
 from depthlite.server.schemas import (
     MODEL_QUERY_HELP,
     ColormapName,
@@ -99,6 +100,18 @@ def _kind(requested: str, files: list[SavedFile]) -> str:
     return "video" if video else "images"
 
 
+def _geometry_params(geometry: GeometryQuery) -> dict[str, object]:
+    camera = geometry.camera
+    return {
+        "known": tuple((p.x, p.y, p.distance) for p in geometry.known),
+        "fit": geometry.fit,
+        "fov": camera.fov,
+        "focal_px": camera.focal_px,
+        "principal": camera.principal,
+        "stride": geometry.stride,
+    }
+
+
 def _spec(kind: str, files: list[SavedFile], params: dict[str, object]) -> JobSpec:
     if kind == "video" and len(files) != 1:
         raise InvalidOptionError(f"a video job takes exactly one file, got {len(files)}")
@@ -144,7 +157,9 @@ def router() -> APIRouter:
             str | None,
             Query(
                 alias="format",
-                description="images: color,png16,npy,pfm,side (comma list); video: mp4|png16|npz",
+                description="images: a comma list of the /v1/depth file formats (color, "
+                "png16, npy, pfm, side, metric, metric_pfm, ply, normals, normals_npy); "
+                "video: mp4|png16|npz",
                 pattern=r"^[a-z0-9]+(,[a-z0-9]+)*$",
             ),
         ] = None,
@@ -165,6 +180,14 @@ def router() -> APIRouter:
             PrecisionName | None, Query(description="must be one the server loaded")
         ] = None,
         model: Annotated[str | None, Query(description=MODEL_QUERY_HELP)] = None,
+        geometry: Annotated[GeometryQuery, Depends(geometry_query)],
+        sidecar: Annotated[
+            bool,
+            Query(
+                description="a <stem>.json per image saying what its files hold (the png16 "
+                "files say it in their text chunks either way)"
+            ),
+        ] = False,
     ) -> JSONResponse:
         if service.settings.queue:  # with a queue, the workers' model and precision count
             model = get_card(model).name if model is not None else None
@@ -189,6 +212,8 @@ def router() -> APIRouter:
             "preset": preset,
             "precision": precision,
             "model": model,
+            **_geometry_params(geometry),
+            "sidecar": sidecar,
         }
         job = await _create(request, service, owner, kind, params)
         headers = {**_headers(job), "Location": f"/v1/jobs/{job.id}"}

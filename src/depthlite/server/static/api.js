@@ -76,8 +76,8 @@ async function errorFrom(res) {
   return new ApiError(res.status, code, detail, parseRetryAfter(res.headers.get("retry-after")));
 }
 
-export async function api(path, { method = "GET", body, signal } = {}) {
-  const headers = {};
+export async function api(path, { method = "GET", body, signal, headers: extra = {} } = {}) {
+  const headers = { ...extra };
   const key = getKey();
   if (key) headers.Authorization = `Bearer ${key}`;
   let res;
@@ -91,14 +91,27 @@ export async function api(path, { method = "GET", body, signal } = {}) {
   return res;
 }
 
-export function depthRequest(format, { signal } = {}) {
+/** POST /v1/depth with the page's settings; `extra` adds query pairs, e.g. [["known", "4,5=2"]]. */
+export function depthRequest(format, { signal, extra = [] } = {}) {
   const params = new URLSearchParams({ format, resize: els.resize.value });
   if (els.model.value) params.set("model", els.model.value);
   if (format === "color" || format === "jpeg" || format === "side") {
     params.set("colormap", els.colormap.value);
   }
+  for (const [name, value] of extra) params.append(name, value);
   const form = new FormData();
   const name = state.file.name || `${state.stem}.png`;
   form.append("file", state.file, name);
   return api(`/v1/depth?${params}`, { method: "POST", body: form, signal });
+}
+
+/** POST a JSON body; the answer's JSON, or an ApiError with the server's detail. */
+export async function postJson(path, payload, { signal } = {}) {
+  const res = await api(path, {
+    method: "POST",
+    body: JSON.stringify(payload),
+    signal,
+    headers: { "Content-Type": "application/json" },
+  });
+  return res.json();
 }

@@ -4,7 +4,9 @@
 import { ApiError, depthRequest, getKey, setKey } from "./api.js";
 import {
   DOWNLOAD_NAMES,
+  EVENTS,
   els,
+  emit,
   escapeHtml,
   fileStem,
   formatBytes,
@@ -12,12 +14,15 @@ import {
   loadPrefs,
   revoke,
   savePrefs,
+  saveBlob,
   state,
 } from "./dom.js";
 import { clearError, setStatus, showError } from "./errors.js";
+import "./measure.js"; // the depth probe and calibration: they follow the events emitted here
 import { sampleScene } from "./scene.js";
 import { loadModels, loadOptions, showChosenModel } from "./server-info.js";
 import { parseServerTiming, renderTiming, updateLegend } from "./timing.js";
+import { showView3d } from "./view3d.js";
 
 function setBusy(busy) {
   els.stage.dataset.busy = String(busy);
@@ -69,6 +74,7 @@ function useFile(file, fallbackName = "image.png") {
   state.stem = fileStem(file.name || fallbackName);
   state.extras.clear();
   resetStage();
+  emit(EVENTS.image);
   revoke(state.originalUrl);
   state.originalUrl = URL.createObjectURL(file);
   els.originalImg.closest("figure").classList.remove("no-preview");
@@ -130,7 +136,9 @@ async function estimate(attempt = 0) {
     renderTiming(parseServerTiming(res.headers.get("server-timing")), elapsed);
     els.details.hidden = false;
     els.stage.dataset.state = "ready";
-    updateLegend(blob);
+    await updateLegend(blob);
+    if (seq !== state.seq) return;
+    emit(EVENTS.depth, { width, height });
     setStatus(`Depth ready in <strong>${formatMs(elapsed)}</strong>.`);
   } catch (err) {
     if (err?.name === "AbortError" || seq !== state.seq) return;
@@ -157,27 +165,6 @@ function setCompareSize(width, height) {
   if (!width || !height) return;
   els.compare.style.aspectRatio = `${width} / ${height}`;
   els.compare.style.width = `min(100%, calc(66vh * ${(width / height).toFixed(4)}))`;
-}
-
-function saveBlob(blob, filename) {
-  revoke(state.downloadUrl);
-  const url = URL.createObjectURL(blob);
-  state.downloadUrl = url;
-  const a = document.createElement("a");
-  a.href = url;
-  a.download = filename;
-  a.rel = "noopener";
-  a.hidden = true;
-  document.body.append(a);
-  a.click();
-  a.remove();
-  // Give the browser time to start the download, then free the memory.
-  setTimeout(() => {
-    if (state.downloadUrl === url) {
-      revoke(url);
-      state.downloadUrl = null;
-    }
-  }, 60_000);
 }
 
 async function download(format, button) {
@@ -240,10 +227,11 @@ function bindCompare() {
 }
 
 function setView(view) {
-  const compare = view === "compare";
-  els.viewSide.hidden = compare;
-  els.viewCompare.hidden = !compare;
+  els.viewSide.hidden = view !== "side";
+  els.viewCompare.hidden = view !== "compare";
+  els.view3d.hidden = view !== "3d";
   for (const radio of document.querySelectorAll('input[name="view"]')) radio.checked = radio.value === view;
+  if (view === "3d") showView3d();
 }
 
 function bindInputs() {
@@ -311,7 +299,8 @@ function bindInputs() {
     radio.addEventListener("change", () => {
       if (!radio.checked) return;
       setView(radio.value);
-      savePrefs({ view: radio.value });
+      // The 3D view costs a request per image: a new visit starts in a 2D view.
+      if (radio.value !== "3d") savePrefs({ view: radio.value });
     });
   }
 

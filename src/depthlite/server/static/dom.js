@@ -8,7 +8,23 @@ export const DOWNLOAD_NAMES = {
   color: (stem) => `${stem}_color.png`,
   png16: (stem) => `${stem}_depth16.png`,
   npy: (stem) => `${stem}.npy`,
+  ply: (stem) => `${stem}.ply`,
 };
+
+// What the page's modules tell each other (document events), so none imports the others' state.
+export const EVENTS = {
+  image: "depthlite:image", // a new image was chosen: every per-image value is stale
+  depth: "depthlite:depth", // a depth map is shown (new image, model or network input)
+  calibration: "depthlite:calibration", // the calibration was fitted or cleared
+};
+
+export function emit(name, detail = {}) {
+  document.dispatchEvent(new CustomEvent(name, { detail }));
+}
+
+export function on(name, handler) {
+  document.addEventListener(name, (event) => handler(event.detail));
+}
 
 export const $ = (id) => document.getElementById(id);
 
@@ -52,6 +68,33 @@ export const els = {
   timingList: $("timing-list"),
   meta: $("meta"),
   downloadButtons: [...document.querySelectorAll("[data-download]")],
+  legendFar: $("legend-far"),
+  legendNear: $("legend-near"),
+  legendTicks: $("legend-ticks"),
+  depthWrap: $("depth-wrap"),
+  originalWrap: $("original-wrap"),
+  measure: $("measure"),
+  probeReadout: $("probe-readout"),
+  probeAnnounce: $("probe-announce"),
+  calibrateToggle: $("calibrate-toggle"),
+  calibration: $("calibration"),
+  calibHelp: $("calib-help"),
+  calibPoints: $("calib-points"),
+  calibFit: $("calib-fit"),
+  calibRun: $("calib-run"),
+  calibClear: $("calib-clear"),
+  calibError: $("calib-error"),
+  calibErrorTitle: $("calib-error-title"),
+  calibErrorDetail: $("calib-error-detail"),
+  calibSummary: $("calib-summary"),
+  view3dOption: $("view-3d-option"),
+  view3d: $("view-3d"),
+  view3dHost: $("view3d-host"),
+  view3dInfo: $("view3d-info"),
+  view3dReset: $("view3d-reset"),
+  pointSize: $("point-size"),
+  fov: $("fov"),
+  plyDownload: $("ply-download"),
 };
 
 export const state = {
@@ -70,6 +113,7 @@ export const state = {
   models: null, // the last GET /v1/models answer
   pendingAfterKey: null,
   maxBodyBytes: null,
+  calibration: null, // the last POST /v1/calibration answer for this image, with its values key
 };
 
 export function loadPrefs() {
@@ -109,6 +153,27 @@ export function fileStem(name) {
 
 export function revoke(url) {
   if (url) URL.revokeObjectURL(url);
+}
+
+export function saveBlob(blob, filename) {
+  revoke(state.downloadUrl);
+  const url = URL.createObjectURL(blob);
+  state.downloadUrl = url;
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = filename;
+  a.rel = "noopener";
+  a.hidden = true;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  // Give the browser time to start the download, then free the memory.
+  setTimeout(() => {
+    if (state.downloadUrl === url) {
+      revoke(url);
+      state.downloadUrl = null;
+    }
+  }, 60_000);
 }
 
 export function escapeHtml(text) {

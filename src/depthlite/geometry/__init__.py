@@ -1,0 +1,1 @@
+"""Geometry on depth maps: alignment, calibration to metres, intrinsics, point clouds, normals."""

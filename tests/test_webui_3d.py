@@ -236,8 +236,12 @@ def test_click_reads_the_value_and_calibration_gives_library_metres(
         "return [document.getElementById('legend-far').dataset.metres,"
         " document.getElementById('legend-near').dataset.metres];"
     )
-    assert float(ends[1]) == pytest.approx(expected.metres(float(depth.max())), rel=METRES_RTOL)
-    far_end = expected.metres(float(depth.min()))
+
+    def metres_at(value: float) -> float:
+        return float(expected.apply(np.array([[value]], dtype=np.float32))[0, 0])
+
+    assert float(ends[1]) == pytest.approx(metres_at(float(depth.max())), rel=METRES_RTOL)
+    far_end = metres_at(float(depth.min()))
     if math.isfinite(far_end):
         assert float(ends[0]) == pytest.approx(far_end, rel=METRES_RTOL)
     ticks = driver.find_elements(By.CSS_SELECTOR, "#legend-ticks .tick")

@@ -229,8 +229,8 @@ def test_int8_sessions_use_the_shared_exact_arena_and_compute_the_same(
 
 
 def test_releasing_the_freed_heap_is_harmless() -> None:
-    from depthlite.runtime.onnx import _release_freed_heap
+    from depthlite.memory import trim_heap
 
     kept = np.arange(1_000_000)
-    _release_freed_heap()  # glibc: malloc_trim; elsewhere a no-op
+    trim_heap()  # glibc: malloc_trim; elsewhere a no-op
     assert int(kept.sum()) == 499_999_500_000

@@ -8,27 +8,22 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 
-from depthlite.colorize import DEFAULT_COLORMAP, colorize, display_depth
 from depthlite.errors import BackendUnavailableError
-from depthlite.geometry.calibration import Calibration, KnownPoint, fit_calibration
-from depthlite.geometry.intrinsics import CameraSpec, ExifFocal
 from depthlite.imageio import (
     DEFAULT_MAX_PIXELS,
-    DepthInfo,
     ImageSource,
-    OutputRequest,
-    encode_outputs,
     load_image,
     read_exif_focal,
-    render_outputs,
 )
-from depthlite.imageio.scene import Scene
+from depthlite.imageio.reduced import load_reduced
 from depthlite.options import (
+    AUTO_PRECISION,
     BACKENDS,
     DEFAULT_BACKEND,
     DEFAULT_PRECISION,
@@ -37,6 +32,7 @@ from depthlite.options import (
     check_choice,
     check_precision,
 )
+from depthlite.result import DepthResult, PreparedImage
 from depthlite.runtime.base import Backend, load_backend_class
 from depthlite.runtime.metadata import check_fits, normalizes_inside
 from depthlite.transforms import InputPolicy, postprocess, preprocess
@@ -45,93 +41,12 @@ from depthlite.zoo.cards import ModelCard
 from depthlite.zoo.derive import discard
 from depthlite.zoo.resolver import ResolvedFile, resolve
 
-__all__ = ["DepthEstimator", "DepthResult"]
+if TYPE_CHECKING:
+    from depthlite.zoo.autoprecision import AutoChoice
+
+__all__ = ["DepthEstimator", "DepthResult", "PreparedImage"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class DepthResult:
-    """One prediction.
-
-    ``depth`` is the model's output at the input resolution: relative inverse depth (MiDaS),
-    relative disparity (Depth Anything V2), both larger when nearer, or metric depth in metres
-    (larger when farther), as ``kind`` and ``unit`` say. ``network_output`` is the raw output at
-    network resolution; ``timings`` are milliseconds per stage (decode, preprocess, inference,
-    postprocess). ``calibration`` (set by :meth:`calibrate`) maps ``depth`` to metres;
-    ``exif`` holds the image's focal-length facts when ``predict(..., exif=True)`` read them.
-    """
-
-    depth: np.ndarray
-    network_output: np.ndarray
-    image: np.ndarray = field(repr=False)
-    timings: dict[str, float]
-    model: str
-    backend: str
-    resize: str
-    kind: str = "relative_inverse_depth"
-    unit: str | None = None
-    calibration: Calibration | None = None
-    exif: ExifFocal | None = field(default=None, repr=False)
-
-    @property
-    def info(self) -> DepthInfo:
-        """What the numbers are: kind, unit, model, calibration, network input size."""
-        size = tuple(self.network_output.shape[-2:])
-        return DepthInfo(self.kind, self.unit, self.model, self.calibration, size)  # type: ignore[arg-type]
-
-    @property
-    def near_is_larger(self) -> bool:
-        return self.info.near_is_larger
-
-    @property
-    def display_depth(self) -> np.ndarray:
-        """The depth with near values larger, for colour maps and 8/16-bit images."""
-        return display_depth(self.depth, self.near_is_larger)
-
-    def colorize(self, colormap: str = DEFAULT_COLORMAP) -> np.ndarray:
-        """The depth as an 8-bit RGB heat map, near is bright (official min/max scaling)."""
-        return colorize(self.display_depth, colormap)
-
-    def calibrate(
-        self, points: list[KnownPoint] | tuple[KnownPoint, ...], fit: str = "auto"
-    ) -> Calibration:
-        """Fit (and keep) the calibration that gives these pixels their known distances."""
-        info = self.info
-        self.calibration = fit_calibration(
-            self.depth, self.kind, points, fit=fit, model=self.model, input_size=info.input_size
-        )
-        return self.calibration
-
-    def metres(self) -> np.ndarray:
-        """float32 depth in metres (NaN where none): a metric model's output, or the
-        calibrated one; MetricUnavailableError for a relative model without a calibration."""
-        return Scene(self.depth, self.info, None).metres()
-
-    def encode(
-        self,
-        formats: list[str] | tuple[str, ...],
-        colormap: str = DEFAULT_COLORMAP,
-        *,
-        camera: CameraSpec | None = None,
-        stride: int = 1,
-        sidecar: bool = False,
-        stem: str = "depth",
-    ) -> dict[str, bytes]:
-        """The bytes of each output format (see :func:`depthlite.imageio.encode_outputs`)."""
-        return encode_outputs(
-            self.depth, self.image, formats, colormap, info=self.info, camera=camera,
-            exif=self.exif, stride=stride, sidecar=sidecar, stem=stem,
-        )  # fmt: skip
-
-    def render(self, request: OutputRequest, stem: str = "depth") -> dict[str, bytes]:
-        """The outputs ``request`` asks for, calibrated as it says (the result keeps the
-        calibration); see :func:`depthlite.imageio.render_outputs`."""
-        encoded, info = render_outputs(
-            self.depth, self.image, self.info, request, exif=self.exif, stem=stem
-        )
-        self.calibration = info.calibration
-        return encoded
 
 
 @contextmanager
@@ -163,10 +78,13 @@ class DepthEstimator:
         offline: bool | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         progress: bool = True,
+        fast_preprocess: bool = False,
     ) -> None:
         self.card: ModelCard = get_card(model)
         self.backend_name = check_choice("backend", backend, BACKENDS)
+        # "auto" until load() measures (or reads the cached choice) and sets what runs.
         self.precision = check_precision(self.backend_name, precision)
+        self.auto_choice: AutoChoice | None = None
         self.resize = check_choice("resize", resize, RESIZE_MODES)
         self.input_size = input_size
         InputPolicy.for_card(self.card, self.resize, size=input_size)  # validate it now
@@ -175,6 +93,9 @@ class DepthEstimator:
         self.offline = offline
         self.max_pixels = max_pixels
         self.progress = progress
+        # Off: decode and resize exactly as the original code (bit for bit). On: a JPEG decoded
+        # reduced in the DCT domain and the cubic resize in float32 (faster; values differ).
+        self.fast_preprocess = bool(fast_preprocess)
         self._lock = threading.Lock()
         self._backend: Backend | None = None
         self._model_file: ResolvedFile | None = None
@@ -197,6 +118,7 @@ class DepthEstimator:
             offline=getattr(options, "offline", None),
             max_pixels=getattr(options, "max_pixels", DEFAULT_MAX_PIXELS),
             progress=progress,
+            fast_preprocess=bool(getattr(options, "fast_preprocess", False)),
         )
 
     def __repr__(self) -> str:
@@ -231,6 +153,14 @@ class DepthEstimator:
 
     def _open(self) -> tuple[ResolvedFile, Backend]:
         cls = load_backend_class(self.backend_name)
+        if self.precision == AUTO_PRECISION:
+            from depthlite.zoo.autoprecision import choose_precision
+
+            self.auto_choice = choose_precision(
+                self.card, self.backend_name, weights=self.weights, offline=self.offline,
+                progress=self.progress, threads=self.threads,
+            )  # fmt: skip
+            self.precision = self.auto_choice.precision
         for attempt in range(2):
             resolved = resolve(
                 self.card,
@@ -301,27 +231,62 @@ class DepthEstimator:
         ``exif``: also read the focal-length facts of a path, bytes or PIL image (for point
         clouds and normals; a header read, skipped by default).
         """
+        prepared = self.prepare(image, resize=resize, source=source, exif=exif)
+        return self.complete(prepared, self.run_network(prepared))
+
+    # The three stages of ``predict``, public so that pipelines over many images can overlap
+    # them (decode the next image while the network runs on this one).
+    def prepare(
+        self,
+        image: ImageSource,
+        *,
+        resize: str | None = None,
+        source: str | None = None,
+        exif: bool = False,
+    ) -> PreparedImage:
+        """Stage 1 of :meth:`predict`: decode and preprocess (no network)."""
         timings: dict[str, float] = {}
-        with _timed(timings, "decode"):
-            rgb = load_image(image, max_pixels=self.max_pixels, source=source)
-        policy = self.input_policy(resize)
+        if self.fast_preprocess:  # the network input size decides how small to decode
+            policy = self.input_policy(resize)
+            with _timed(timings, "decode"):
+                rgb, size = load_reduced(
+                    image, policy.network_size, max_pixels=self.max_pixels, source=source
+                )
+        else:
+            with _timed(timings, "decode"):
+                rgb = load_image(image, max_pixels=self.max_pixels, source=source)
+            size = (rgb.shape[0], rgb.shape[1])
+            policy = self.input_policy(resize)
         with _timed(timings, "preprocess"):
-            x = preprocess(rgb, policy)
-        with _timed(timings, "inference"):
-            out = self.infer(x)
-        with _timed(timings, "postprocess"):
-            depth = self.postprocess(out, rgb.shape[0], rgb.shape[1])
+            x = preprocess(rgb, policy, fast=self.fast_preprocess)
+        focal = read_exif_focal(image, source) if exif else None
+        return PreparedImage(rgb, x, policy.resize, timings, focal, size)
+
+    def run_network(self, prepared: PreparedImage) -> np.ndarray:
+        """Stage 2 of :meth:`predict`: the network on the prepared input."""
+        with _timed(prepared.timings, "inference"):
+            return self.infer(prepared.network_input)
+
+    def complete(self, prepared: PreparedImage, network_output: np.ndarray) -> DepthResult:
+        """Stage 3 of :meth:`predict`: the network output back at the image's size."""
+        rgb, size = prepared.image, prepared.full_size
+        with _timed(prepared.timings, "postprocess"):
+            depth = self.postprocess(network_output, *size)
+            if rgb.shape[:2] != size:
+                # A reduced decode (fast_preprocess): outputs that show the photo (side, ply)
+                # need it at the depth's size; bilinear from the reduced pixels.
+                rgb = cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
         return DepthResult(
             depth=depth,
-            network_output=out[0],
+            network_output=network_output[0],
             image=rgb,
-            timings=timings,
+            timings=prepared.timings,
             model=self.card.name,
             backend=self.backend_name,
-            resize=policy.resize,
+            resize=prepared.resize,
             kind=self.card.output.kind,
             unit=self.card.output.unit,
-            exif=read_exif_focal(image, source) if exif else None,
+            exif=prepared.exif,
         )
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from depthlite.errors import InputError, InvalidOptionError
 from depthlite.options import RESIZE_MODES, check_choice
+from depthlite.resample import network_input, resize_float32, resize_float64
 from depthlite.zoo.cards import ModelCard, ResizeRule, Upsampling
 
 __all__ = ["InputPolicy", "network_size", "postprocess", "preprocess"]
@@ -50,6 +51,10 @@ class InputPolicy:
             )
         mean, std = (pre.mean, pre.std) if normalize else (None, None)
         return cls(side, pre.multiple_of, resize, pre.resize_rule, mean, std)
+
+    def network_size(self, height: int, width: int) -> tuple[int, int]:
+        """The network input (height, width) an image of this size gets."""
+        return network_size(height, width, self.size, self.multiple_of, self.resize, rule=self.rule)
 
 
 def _constrain(x: float, multiple: int, *, max_val: int | None = None, min_val: int = 0) -> int:
@@ -98,65 +103,25 @@ def network_size(
     )
 
 
-# Rows converted to float64 at a time: the whole photo in float64 would be 50 MB at 1080p and
-# about 1 GB at the 40 MP cap.
-_ROW_BLOCK = 64
+# The exact resize lives in ``resample`` (kept importable here under its old name).
+_resize_float64 = resize_float64
 
 
-# x / 255 for every 8-bit value, computed once by numpy: a table lookup gives the very same
-# float64 values as dividing, in one pass instead of two.
-_UNIT_8BIT = np.arange(256, dtype=np.float64).reshape(1, 256) / 255.0
-_UNIT_8BIT.flags.writeable = False
+def preprocess(image: np.ndarray, policy: InputPolicy, *, fast: bool = False) -> np.ndarray:
+    """RGB uint8/uint16 (H, W, 3) -> float32 (1, 3, h, w) network input.
 
-
-def _to_unit_float64(block: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Pixels / max value (255 or 65535) as float64 into ``out``, exactly as ``block / max``."""
-    if block.dtype == np.uint8:
-        return cv2.LUT(block, _UNIT_8BIT, dst=out)
-    return np.divide(block, 65535.0, out=out, dtype=np.float64)
-
-
-def _resize_float64(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """``cv2.resize(image / max, (width, height), INTER_CUBIC)`` in float64, in two passes.
-
-    Cubic resizing is separable and cv2 computes it as a horizontal then a vertical pass, so
-    resizing blocks of rows horizontally and then the narrow result vertically gives the same
-    bits (tested) while only a block of rows is ever held in float64. Rows are independent in
-    the horizontal pass (the vertical scale is 1, whose cubic weights are exactly 0, 1, 0, 0),
-    so blocks of rows need no overlap.
+    ``fast``: the cubic resize in float32 instead of the official float64 (values change
+    slightly; see ``resample.resize_float32``).
     """
-    rows = image.shape[0]
-    narrow = np.empty((rows, width, image.shape[2]), dtype=np.float64)
-    unit = np.empty((min(_ROW_BLOCK, rows), *image.shape[1:]), dtype=np.float64)
-    for top in range(0, rows, _ROW_BLOCK):
-        bottom = min(top + _ROW_BLOCK, rows)
-        block = _to_unit_float64(image[top:bottom], unit[: bottom - top])
-        # Both passes write into preallocated buffers (contiguous rows of ``narrow``): no
-        # per-block allocation or copy of the resized rows.
-        dst = narrow[top:bottom]
-        out = cv2.resize(block, (width, bottom - top), dst=dst, interpolation=cv2.INTER_CUBIC)
-        if out is not dst:  # cv2 reallocated (it should not): keep the values anyway
-            dst[...] = out
-    return cv2.resize(narrow, (width, height), interpolation=cv2.INTER_CUBIC)
-
-
-def preprocess(image: np.ndarray, policy: InputPolicy) -> np.ndarray:
-    """RGB uint8/uint16 (H, W, 3) -> float32 (1, 3, h, w) network input."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise InputError(f"expected an RGB image of shape (H, W, 3), got {image.shape}")
-    h, w = network_size(
-        image.shape[0],
-        image.shape[1],
-        policy.size,
-        policy.multiple_of,
-        policy.resize,
-        rule=policy.rule,
-    )
-    img = _resize_float64(image, h, w)
+    h, w = policy.network_size(image.shape[0], image.shape[1])
+    if not fast:
+        return network_input(image, h, w, policy.mean, policy.std)
+    img = resize_float32(image, h, w)
     if policy.mean is not None and policy.std is not None:
-        img = (img - np.asarray(policy.mean)) / np.asarray(policy.std)
-    chw = np.transpose(img, (2, 0, 1))
-    return np.ascontiguousarray(chw).astype(np.float32)[None]
+        img = (img - np.asarray(policy.mean, np.float32)) / np.asarray(policy.std, np.float32)
+    return np.ascontiguousarray(np.transpose(img, (2, 0, 1)))[None]
 
 
 def postprocess(

@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from depthlite.bench.compare import GOAL, label
 from depthlite.errors import BackendUnavailableError
 
 __all__ = ["format_table", "write_json", "write_plot"]
 
 
 def _label(row: dict[str, Any]) -> str:
-    return f"{row['backend']} {row['precision']} {row['resize']}"
+    return label(row)
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -55,6 +56,8 @@ def format_table(report: dict[str, Any]) -> str:
                 for name, s in row["agreement_vs_fp32"].items()
             ]
             lines.append(f"  {_label(row):<32} " + ";  ".join(parts))
+    if "peers" in report:
+        lines += _peer_lines(report)
     lines += [
         "",
         "net: network only; pipe: JPEG bytes -> decode, preprocess, network, upsample, colour map,",
@@ -62,6 +65,54 @@ def format_table(report: dict[str, Any]) -> str:
         "own process; cold: wall time of that command, optimised-graph cache warm.",
     ]
     return "\n".join(lines)
+
+
+def _ms(timing: dict[str, float] | None) -> str:
+    return f"{timing['median_ms']:.1f}" if timing else "n/a"
+
+
+def _peer_lines(report: dict[str, Any]) -> list[str]:
+    """The peers on the same photo and weights, and depthlite's best / the fastest peer."""
+    base = "x".join(map(str, report["baseline_input"]))
+    lines = ["", f"peers (same photo, same weights, {report['options']['threads']} threads):",
+             f"{'peer':<34}{'input':>9}{'net ms':>8}{f'@{base}':>10}{'pipe ms':>9}"
+             f"{'RSS MB':>8}"]  # fmt: skip
+    for row in report["peers"]:
+        if "skipped" in row:
+            lines.append(f"{label(row):<34}  skipped: {row['skipped']}")
+            continue
+        h, w = row["input"]
+        lines.append(
+            f"{label(row):<34}{f'{h}x{w}':>9}{_ms(row['network']):>8}"
+            f"{_ms(row['network_at_baseline_input']):>10}{_ms(row['pipeline']):>9}"
+            f"{row['worker_peak_rss_mb']:>8.0f}"
+        )
+        lines += [f"{'':<36}n/a: {note}" for note in row.get("notes", [])]
+    ratios = report.get("peer_summary") or {}
+    goal = ratios.get("goal", GOAL)
+    lines.append(f"depthlite's best / the fastest peer (goal <= {goal:.2f}x):")
+    for key, what in (
+        ("pipeline", "whole pipeline"),
+        ("network_at_baseline_input", f"network at {base}"),
+        ("network_at_photo_input", "network at the photo's keep-aspect input"),
+    ):
+        r = ratios.get(key)
+        if r is None:
+            lines.append(f"  {what:<44} n/a (no figure on one side)")
+            continue
+        verdict = "meets the goal" if r["ratio"] <= goal else "misses the goal"
+        lines.append(
+            f"  {what:<44} {r['ratio']:.2f}x: {r['depthlite']} {r['depthlite_ms']:.1f} ms / "
+            f"{r['peer']} {r['peer_ms']:.1f} ms ({verdict})"
+        )
+    lines.append(
+        "peer pipe: torch eager = the original run.py steps (cv2, float64 resize, torch, INFERNO);"
+    )
+    lines.append(
+        "transformers = pipeline('depth-estimation') (PIL processor, grey output) + PNG encode. "
+        "RSS: the peer's worker."
+    )
+    return lines
 
 
 def write_json(report: dict[str, Any], path: Path) -> None:

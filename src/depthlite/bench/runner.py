@@ -11,13 +11,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from depthlite.bench.compare import run_peers, summary
 from depthlite.bench.worker import WorkerConfig
 from depthlite.errors import BackendUnavailableError
 from depthlite.options import BACKEND_PRECISIONS, RESIZE_MODES
@@ -58,6 +59,7 @@ class BenchOptions:
     weights: Path | None = None  # a .pt checkpoint; None: the cached/downloaded official one
     synthetic: bool = False
     offline: bool | None = None
+    peers: bool = False  # also time what a user would run instead (bench/peers.py)
 
 
 def natural_looking_image(height: int, width: int) -> np.ndarray:
@@ -250,13 +252,32 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = logger.info)
                         continue
                     row.update(backend=backend, precision=precision, resize=resize)
                     rows.append(row)
+        peers = _peers(opts, card, lambda p: replace(config("torch", "fp32", "keep_aspect"),
+                                                      peer=p), env, progress)  # fmt: skip
         # Measured again at the end: the reference for ratios is the median of both runs,
         # so a drift of the machine during the run does not favour either side.
         baseline.append(_run_worker(config("torch", "fp32", "square", True), env))
     base_ms = float(np.median([b["network"]["median_ms"] for b in baseline]))
-    return {"machine": machine(), "options": _options_dict(opts), "baseline_network_ms": base_ms,
-            "baseline_input": list(base_input), "baseline_runs": baseline,
-            "rows": rows}  # fmt: skip
+    report = {"machine": machine(), "options": _options_dict(opts), "baseline_network_ms": base_ms,
+              "baseline_input": list(base_input), "baseline_runs": baseline,
+              "rows": rows}  # fmt: skip
+    if peers is not None:
+        report["peers"] = peers
+        report["peer_summary"] = summary(rows, peers, list(base_input))
+    return report
+
+
+def _peers(
+    opts: BenchOptions,
+    card: ModelCard,
+    make: Callable[[str], WorkerConfig],
+    env: dict[str, str],
+    progress: Callable[[str], None],
+) -> list[dict[str, Any]] | None:
+    """The peer rows (each peer in its own worker, like the configurations), if asked for."""
+    if not opts.peers:
+        return None
+    return run_peers(card, make, lambda cfg: _run_worker(cfg, env), progress)
 
 
 def _options_dict(opts: BenchOptions) -> dict[str, Any]:

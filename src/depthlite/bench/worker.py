@@ -36,6 +36,7 @@ class WorkerConfig:
     model: str = "midas_v21_small_256"
     # The baseline's input (height, width); every configuration is also timed at it.
     baseline_input: tuple[int, int] = (256, 256)
+    peer: str | None = None  # a peer (bench/peers.py) instead of a depthlite configuration
 
 
 def _estimator(cfg: WorkerConfig, weights: str, precision: str) -> DepthEstimator:
@@ -117,7 +118,12 @@ def _agreement(cfg: WorkerConfig) -> dict[str, dict[str, float]]:
 
 
 def measure(cfg: WorkerConfig) -> dict[str, Any]:
-    result = _measure_baseline(cfg) if cfg.baseline else _measure(cfg)
+    if cfg.peer:
+        from depthlite.bench.peers import measure_peer
+
+        result = measure_peer(cfg)
+    else:
+        result = _measure_baseline(cfg) if cfg.baseline else _measure(cfg)
     if cfg.reference_weights:
         result["agreement_vs_fp32"] = _agreement(cfg)
     result["worker_peak_rss_mb"] = peak_rss_mb()

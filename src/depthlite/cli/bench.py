@@ -48,6 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="generated weights in the official layout (no download needed; latency "
                    "and memory do not depend on the values)")  # fmt: skip
     p.add_argument("--offline", action="store_true", default=None, help="never download")
+    p.add_argument("--peers", action="store_true",
+                   help="also time what a user would run instead, on the same photo and weights: "
+                   "the original code's way (torch eager) and Hugging Face transformers (DPT, "
+                   "Depth Anything V2; needs depthlite[peers])")  # fmt: skip
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
     p.add_argument("--plot", type=Path, metavar="PNG", help="also draw a chart (needs matplotlib)")
     p.set_defaults(handler=run)
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         opts = BenchOptions(backends=args.backends, precisions=args.precisions,
                             resizes=args.resize, repeats=args.repeats, model=model,
                             weights=args.weights, synthetic=args.synthetic,
-                            offline=args.offline)  # fmt: skip
+                            offline=args.offline, peers=args.peers)  # fmt: skip
         if args.threads:
             opts.threads = args.threads
         report = run_bench(opts, progress=lambda msg: print(f"bench: {msg}", file=sys.stderr))

@@ -9,16 +9,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from depthlite.cli.common import (
-    add_calibration_options,
-    add_camera_options,
     add_colormap_option,
     add_formats_option,
     add_model_options,
     build_estimator,
     error,
-    output_request,
     positive_int,
 )
+from depthlite.cli.metres import (
+    add_calibration_options,
+    add_camera_options,
+    output_request,
+)
+from depthlite.cli.workers import add_workers_option, estimator_for
 from depthlite.errors import EXIT_FAILURE, EXIT_OK, InvalidOptionError
 from depthlite.imageio import OutputRequest, expand_inputs
 
@@ -75,6 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_camera_options(p)
     _queue_options(p)
     add_model_options(p)
+    add_workers_option(p)
     p.set_defaults(handler=run_batch)
 
     w = sub.add_parser(
@@ -93,6 +97,7 @@ def run_batch(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from depthlite.jobs.batch import pending_items, run_local, run_queued
+    from depthlite.pipeline import plan_layout
 
     if args.save_calibration is not None:
         raise InvalidOptionError(
@@ -122,8 +127,12 @@ def run_batch(args: argparse.Namespace) -> int:
                 chunk_size=args.chunk,
             )
         else:
+            layout = plan_layout(args.threads, args.workers, len(todo))
+            est = estimator_for(est, args, layout)
             est.load()
-            report = run_local(est, todo, args.output, request=request, progress=progress)
+            report = run_local(
+                est, todo, args.output, request=request, progress=progress, layout=layout
+            )
     finally:
         bar.close()
     for message in report.failures:

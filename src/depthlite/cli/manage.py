@@ -10,6 +10,7 @@ from depthlite import hub
 from depthlite.cli.common import add_model_options
 from depthlite.errors import EXIT_OK, BackendUnavailableError, InvalidOptionError
 from depthlite.zoo import CARDS, DEFAULT_MODEL, get_card
+from depthlite.zoo.autoprecision import AUTO_RECIPE, cached_choices
 from depthlite.zoo.cards import ModelCard
 from depthlite.zoo.derive import derived_files
 from depthlite.zoo.resolver import ensure_converted, ensure_quantized, resolve, torch_available
@@ -89,10 +90,14 @@ def _describe(card: ModelCard) -> None:
         state = "cached" if entry.size is not None else "not cached"
         print(f"  {entry.kind:<10} {entry.name:<44} {state:<10} {_size(entry.size)}")
     for made in derived_files(card.name):
+        if made.recipe == AUTO_RECIPE:
+            continue  # a few bytes of JSON: shown as the choice it records, below
         print(
             f"  {made.recipe:<14} {made.output:<40} made from {made.input_name} "
             f"({made.input_sha256[:12]}), {_size(made.output_size)}"
         )
+    for source, choice in cached_choices(card.name):
+        print(f"  {choice.backend:<14} {source}: {choice.summary()}")
 
 
 def run_models(args: argparse.Namespace) -> int:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from depthlite.cli.common import (
     ProgressBar,
-    add_calibration_options,
-    add_camera_options,
     add_colormap_option,
     add_formats_option,
     add_max_pixels_option,
@@ -17,19 +16,17 @@ from depthlite.cli.common import (
     add_verbosity_options,
     build_estimator,
     error,
+)
+from depthlite.cli.metres import (
+    add_calibration_options,
+    add_camera_options,
     output_request,
     print_calibration,
 )
+from depthlite.cli.workers import add_workers_option, estimator_for
 from depthlite.errors import EXIT_FAILURE, EXIT_OK, InputError, InvalidOptionError
-from depthlite.estimator import DepthEstimator
-from depthlite.imageio import (
-    DepthInfo,
-    InputItem,
-    OutputRequest,
-    expand_inputs,
-    render_outputs,
-    write_encoded,
-)
+from depthlite.imageio import DepthInfo, ImageSource, InputItem, expand_inputs
+from depthlite.pipeline import ImageTask, depth_files, plan_layout
 
 __all__ = ["register"]
 
@@ -55,6 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_calibration_options(p)
     add_camera_options(p)
     add_model_options(p)
+    add_workers_option(p)
     p.set_defaults(handler=run)
 
 
@@ -67,24 +65,12 @@ def _destination(item: InputItem, output: Path | None) -> tuple[Path, Path]:
     return Path.cwd(), item.relative
 
 
-def _process(
-    est: DepthEstimator, item: InputItem, args: argparse.Namespace, request: OutputRequest
-) -> tuple[list[Path], DepthInfo]:
-    exif = request.needs_exif
-    if item.path is None:
-        result = est.predict(sys.stdin.buffer.read(), source="<stdin>", exif=exif)
-    else:
-        result = est.predict(item.path, exif=exif)
-    depth, info, focal = result.depth, result.info, result.exif
-    # Only "side" and "ply" need the decoded photo; letting it (and the raw network output)
-    # go before encoding lets the encoder reuse that memory (encoding is the peak).
-    image = result.image if request.needs_image else None
-    del result
-    out_dir, relative = _destination(item, args.output)
-    encoded, info = render_outputs(
-        depth, image, info, request, exif=focal, stem=relative.name, source=item.source
+def _task(item: InputItem, output: Path | None) -> ImageTask:
+    out_dir, relative = _destination(item, output)
+    image: ImageSource | Callable[[], bytes] = (
+        item.path if item.path is not None else sys.stdin.buffer.read
     )
-    return write_encoded(encoded, out_dir, relative), info
+    return ImageTask(item.source, image, out_dir, relative)
 
 
 def _after(item: InputItem, info: DepthInfo, args: argparse.Namespace, bar: ProgressBar) -> None:
@@ -114,21 +100,25 @@ def run(args: argparse.Namespace) -> int:
         error(str(failure))
     if not items:
         return EXIT_FAILURE
+    layout = plan_layout(args.threads, args.workers, len(items))
+    est = estimator_for(est, args, layout)
     est.load()  # model problems are fatal for the whole batch: fail before the first file
     written = 0
     failed = len(failures)
     bar = ProgressBar(len(items), args.quiet)
-    for item in items:
-        try:
-            paths, info = _process(est, item, args, request)
-            written += len(paths)
-            _after(item, info, args, bar)
-        except (InputError, OSError) as exc:
-            # OSError: the output could not be written (permissions, disk full); still per file.
-            failed += 1
-            is_sourced = isinstance(exc, InputError) and exc.source
-            bar.error(str(exc) if is_sourced else f"{item.source}: {exc}")
-        bar.step()
+    tasks = (_task(item, args.output) for item in items)
+    with depth_files(est, tasks, request, layout) as outcomes:
+        for outcome in outcomes:
+            item = items[outcome.index]
+            if outcome.error is None:
+                written += len(outcome.value.paths)
+                _after(item, outcome.value.info, args, bar)
+            else:
+                failed += 1
+                exc = outcome.error
+                is_sourced = isinstance(exc, InputError) and exc.source
+                bar.error(str(exc) if is_sourced else f"{item.source}: {exc}")
+            bar.step()
     bar.close()
     if not args.quiet:
         done = len(items) - (failed - len(failures))

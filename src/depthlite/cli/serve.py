@@ -13,7 +13,7 @@ from typing import Any
 
 from depthlite.cli.common import error
 from depthlite.errors import EXIT_FAILURE
-from depthlite.options import BACKENDS, PRECISIONS, RESIZE_MODES
+from depthlite.options import BACKENDS, PRECISION_CHOICES, RESIZE_MODES
 
 __all__ = ["register"]
 
@@ -32,7 +32,7 @@ _OPTIONS: tuple[tuple[str, type, str, str], ...] = (
     ),
     ("weights", str, "PATH", "serve this checkpoint or ONNX file (with one model)"),
     ("backend", str, "NAME", f"runtime: {', '.join(BACKENDS)}"),
-    ("precision", str, "NAME", f"{', '.join(PRECISIONS)} (what the backend offers)"),
+    ("precision", str, "NAME", f"{', '.join(PRECISION_CHOICES)} (what the backend offers)"),
     ("resize", str, "MODE", f"default resize mode: {', '.join(RESIZE_MODES)}"),
     ("threads", int, "N", "intra-op threads of the model session"),
     ("workers", int, "N", "inference worker threads"),
@@ -106,6 +106,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         flags = ["--" + dest.replace("_", "-")] + (["--model"] if dest == "models" else [])
         p.add_argument(*flags, dest=dest, type=kind, metavar=metavar, default=None, help=text)
     p.add_argument("--offline", action="store_true", default=None, help="never download weights")
+    p.add_argument(
+        "--fast-preprocess",
+        action="store_true",
+        default=None,
+        help="decode JPEGs reduced and resize in float32: faster, values differ slightly",
+    )
     p.set_defaults(handler=run)
 
 
@@ -119,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
             "pip install 'depthlite[server]'"
         )
         return EXIT_FAILURE
-    names = [dest for dest, *_ in _OPTIONS] + ["offline"]
+    names = [dest for dest, *_ in _OPTIONS] + ["offline", "fast_preprocess"]
     # A bad value raises InvalidOptionError: main prints one line and exits with 2.
     settings = load_settings(**{name: getattr(args, name) for name in names})
     return serve(settings)

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from depthlite.cli.common import (
-    add_calibration_options,
     add_colormap_option,
     add_model_options,
     add_verbosity_options,
     build_estimator,
-    calibration_options,
     positive_int,
+)
+from depthlite.cli.metres import (
+    add_calibration_options,
+    calibration_options,
     print_calibration,
 )
+from depthlite.cli.workers import add_workers_option, estimator_for
 from depthlite.errors import EXIT_OK, InvalidOptionError
 from depthlite.normalize import (
     DEFAULT_CUT_THRESHOLD,
@@ -25,6 +27,7 @@ from depthlite.normalize import (
     NORMALIZER_MODES,
     parse_percentiles,
 )
+from depthlite.pipeline import plan_layout
 from depthlite.video.formats import VIDEO_FORMATS, X264_PRESETS
 
 __all__ = ["parse_time", "register"]
@@ -126,6 +129,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_verbosity_options(p)
     add_calibration_options(p, video=True)
     add_model_options(p)
+    add_workers_option(p)
     p.set_defaults(handler=run)
 
 
@@ -144,12 +148,13 @@ def run(args: argparse.Namespace) -> int:
             bar.total = expected
         bar.update(done - bar.n)
 
-    if args.threads is None and not os.environ.get("OMP_NUM_THREADS"):
-        # One single-threaded frame per core beats every core on one frame (see the pipeline).
-        args.threads = 1
-    estimator = build_estimator(args, progress=not args.quiet)
+    # A video is many images: one single-threaded frame per core (see plan_layout).
+    layout = plan_layout(args.threads, args.workers, count=2)
+    estimator = estimator_for(build_estimator(args, progress=not args.quiet), args, layout)
     try:
-        report = process_video(estimator, args.input, args.output, options, progress)
+        report = process_video(
+            estimator, args.input, args.output, options, progress, workers=layout.workers
+        )
     finally:
         bar.close()
     if known and report.calibration is not None:

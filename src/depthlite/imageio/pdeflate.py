@@ -11,14 +11,13 @@ colour map compressed in 4.92 -> 3.65 ms (medians, interleaved), 126 bytes large
 
 from __future__ import annotations
 
-import os
-import threading
 import zlib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+
+from depthlite.parallel import run_split, usable_cores
 
 __all__ = ["adler32_combine", "can_split", "compress_two_halves"]
 
@@ -28,9 +27,6 @@ _ADLER_BASE = 65521
 _ZLIB_HEADER = b"\x78\x01"
 # Below this many filtered bytes a second thread costs more than it saves.
 MIN_SPLIT_BYTES = 1 << 20
-
-_pool_lock = threading.Lock()
-_pool: dict[int, ThreadPoolExecutor] = {}  # by process id: a forked child makes its own
 
 
 def adler32_combine(adler1: int, adler2: int, len2: int) -> int:
@@ -47,23 +43,7 @@ def adler32_combine(adler1: int, adler2: int, len2: int) -> int:
 
 def can_split(nbytes: int) -> bool:
     """Whether splitting pays: enough data and a second CPU to run on."""
-    if nbytes < MIN_SPLIT_BYTES:
-        return False
-    try:
-        return len(os.sched_getaffinity(0)) > 1
-    except AttributeError:  # not Linux
-        return (os.cpu_count() or 1) > 1
-
-
-def _helper() -> ThreadPoolExecutor:
-    pid = os.getpid()
-    with _pool_lock:
-        if pid not in _pool:
-            # A pool inherited through fork() has no threads and would never run anything.
-            _pool.clear()
-            # Two workers: concurrent encodes (the web service) never wait for each other.
-            _pool[pid] = ThreadPoolExecutor(2, thread_name_prefix="depthlite-deflate")
-        return _pool[pid]
+    return nbytes >= MIN_SPLIT_BYTES and usable_cores() > 1
 
 
 FilterInto = Callable[[np.ndarray, int, np.ndarray], np.ndarray]
@@ -106,9 +86,9 @@ def compress_two_halves(
     block_shape = (min(step, rows.shape[0]), rows.shape[1] + 1)
     first, second = make_raw(), make_raw()
     job2 = (rows[middle:], bpp, step, filter_into, np.empty(block_shape, np.uint8))
-    later = _helper().submit(_half, second, job2, finish)
     job1 = (rows[:middle], bpp, step, filter_into, np.empty(block_shape, np.uint8))
-    parts1, adler1, _ = _half(first, job1, full_flush)
-    parts2, adler2, len2 = later.result()
+    (parts1, adler1, _), (parts2, adler2, len2) = run_split(
+        lambda: _half(first, job1, full_flush), [lambda: _half(second, job2, finish)]
+    )
     adler = adler32_combine(adler1, adler2, len2)
     return b"".join((_ZLIB_HEADER, *parts1, *parts2, adler.to_bytes(4, "big")))

@@ -28,11 +28,11 @@ from depthlite.imageio import (
     OutputRequest,
     file_suffix,
     output_path,
-    write_encoded,
 )
 from depthlite.jobs.protocol import QueueConfig
 from depthlite.jobs.shared import SharedStore
 from depthlite.jobs.spec import JobSpec
+from depthlite.pipeline import ImageTask, Layout, depth_files
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -72,20 +72,26 @@ def run_local(
     *,
     request: OutputRequest,
     progress: Progress,
+    layout: Layout | None = None,
 ) -> BatchReport:
+    """Every item's outputs into ``out_dir``, overlapped as ``layout`` says (default: one image
+    after another); one bad image is reported and the others still run."""
     report = BatchReport()
-    for item in items:
-        try:
-            source = item.path if item.path is not None else b""
-            result = est.predict(source, source=item.source, exif=request.needs_exif)
-            encoded = result.render(request, stem=item.relative.name)
-            write_encoded(encoded, out_dir, item.relative)
-            report.done += 1
-        except (InputError, OSError) as exc:
-            report.failures.append(
-                str(exc) if isinstance(exc, InputError) else f"{item.source}: {exc}"
-            )
-        progress(report.done + len(report.failures))
+    tasks = (
+        ImageTask(item.source, item.path if item.path is not None else b"", out_dir, item.relative)
+        for item in items
+    )
+    with depth_files(est, tasks, request, layout or Layout(est.threads, 1)) as outcomes:
+        for outcome in outcomes:
+            exc = outcome.error
+            if exc is None:
+                report.done += 1
+            else:
+                item = items[outcome.index]
+                report.failures.append(
+                    str(exc) if isinstance(exc, InputError) else f"{item.source}: {exc}"
+                )
+            progress(report.done + len(report.failures))
     return report
 
 

@@ -15,22 +15,20 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from depthlite.errors import DepthliteError, InputError
 from depthlite.estimator import DepthEstimator
 from depthlite.fsutil import atomic_path
-from depthlite.imageio import OutputRequest, atomic_write_bytes, file_suffix
 from depthlite.jobs.spec import JobCancelledError, JobSpec
+from depthlite.pipeline import ImageTask, Layout, RunFn, depth_files, run_directly, workers_for
 from depthlite.video.pipeline import process_video
 
 __all__ = ["JobFailedError", "JobOutcome", "RunFn", "execute_job", "input_name", "run_directly"]
 
 logger = logging.getLogger(__name__)
 
-RunFn = Callable[..., Any]
 _INDEX_PREFIX = re.compile(r"^\d{6}_")
 _VIDEO_SUFFIX = {"mp4": "_depth.mp4", "npz": "_depth.npz", "png16": "_frames"}
 
@@ -48,21 +46,9 @@ class JobOutcome:
     failures: list[dict[str, str]] = field(default_factory=list)
 
 
-def run_directly(fn: Callable[..., Any], *args: Any) -> Any:
-    return fn(*args)
-
-
 def input_name(stored: str) -> str:
     """The name the client gave (stored inputs carry an index prefix to stay unique)."""
     return _INDEX_PREFIX.sub("", stored)
-
-
-def _image_outputs(
-    est: DepthEstimator, path: Path, spec: JobSpec, request: OutputRequest, stem: str
-) -> dict[str, bytes]:
-    source = input_name(path.name)
-    result = est.predict(path, resize=spec.resize, source=source, exif=request.needs_exif)
-    return result.render(request, stem=stem)
 
 
 def _stems(inputs: list[Path]) -> list[str]:
@@ -90,21 +76,27 @@ class _Context:
 
 
 def _images(ctx: _Context, inputs: list[Path]) -> list[dict[str, str]]:
-    spec, out_dir, est, run, progress = ctx.spec, ctx.out_dir, ctx.est, ctx.run, ctx.progress
+    spec, est = ctx.spec, ctx.est
     request = spec.output_request()
     # A job queued for another model (or before a change of model) fails here, whole.
     request.check(est.card.output.kind, est.card.name)
+    tasks = [
+        ImageTask(input_name(path.name), path, ctx.out_dir, Path(stem))
+        for path, stem in zip(inputs, _stems(inputs), strict=True)
+    ]
+    # Images overlap (the next decoded while the network runs) when the session leaves cores.
+    layout = Layout(est.threads, workers_for(est.threads))
     failures = []
-    for done, (path, stem) in enumerate(zip(inputs, _stems(inputs), strict=True), start=1):
-        name = input_name(path.name)
-        try:
-            outputs = run(_image_outputs, est, path, spec, request, stem)
-        except InputError as exc:
-            failures.append({"input": name, "error": exc.code, "detail": str(exc)})
-        else:
-            for fmt, data in outputs.items():
-                atomic_write_bytes(out_dir / f"{stem}{file_suffix(fmt)}", data)
-        progress(done, len(inputs))
+    with depth_files(
+        est, tasks, request, layout, resize=spec.resize, run=ctx.run, item_errors=(InputError,)
+    ) as outcomes:
+        for done, outcome in enumerate(outcomes, start=1):
+            exc = outcome.error
+            if isinstance(exc, InputError):
+                failures.append(
+                    {"input": outcome.item.source, "error": exc.code, "detail": str(exc)}
+                )
+            ctx.progress(done, len(inputs))
     if failures and len(failures) == len(inputs):
         raise JobFailedError(f"every input failed; first: {failures[0]['detail']}")
     return failures

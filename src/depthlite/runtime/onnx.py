@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import importlib.util
 import logging
@@ -19,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from depthlite.errors import BackendUnavailableError
+from depthlite.memory import LARGE_MODEL_BYTES, large_allocations_mapped, trim_heap
 from depthlite.runtime.base import Backend, ModelFormat
 
 __all__ = [
@@ -60,22 +60,6 @@ def _exact_env_arena() -> bool:
                 logger.debug("cannot register a shared ONNX Runtime arena: %s", exc)
                 _env_arena_state["ready"] = False
         return _env_arena_state["ready"]
-
-
-def _release_freed_heap() -> None:
-    """Give the heap pages freed while a session was created back to the kernel (glibc only).
-
-    Parsing the model file frees 10+ MB below memory that stays in use, so glibc keeps those
-    pages resident (it only trims the top of the heap) and the first image then grows the
-    process further. One ``malloc_trim`` per session load, never per image: measured 6-7 MB
-    off the INT8 peak of ``depthlite predict`` on a 1080p photo.
-    """
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (AttributeError, OSError):  # not glibc (musl, macOS, Windows): nothing to do
-        return
-    trim.argtypes = [ctypes.c_size_t]
-    trim(0)
 
 
 def _session_options(
@@ -407,7 +391,10 @@ def _create_session(
         opts.optimized_model_filepath = str(save_to)
         # ORT warns that such a file is hardware specific; the derivation key covers that.
         opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    with large_allocations_mapped(path.stat().st_size >= LARGE_MODEL_BYTES):
+        return ort.InferenceSession(
+            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
 
 
 def _format_of(session: ort.InferenceSession) -> ModelFormat:
@@ -441,7 +428,7 @@ class OnnxRuntimeBackend(Backend):
                 preoptimized=preoptimized,
                 exact_arena=self.precision == "int8",
             )
-            _release_freed_heap()
+            trim_heap()
         except Exception as exc:  # ORT raises its own untyped errors for bad files
             raise BackendUnavailableError(
                 f"ONNX Runtime cannot load {self.model_path}: {exc}; delete the file to "

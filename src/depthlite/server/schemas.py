@@ -212,6 +212,9 @@ class ModelInfo(BaseModel):
     default: bool = Field(description="requests without ?model= use this one")
     backend: str
     precision: str
+    precision_auto: str | None = Field(
+        None, description="with --precision auto: what it chose and why, once loaded"
+    )
     precisions: list[str] = Field(description="precisions this server answers (query param)")
     resize: str = Field(description="default resize mode")
     threads: int | None

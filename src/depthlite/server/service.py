@@ -250,6 +250,7 @@ class Service:
             default=est is self.estimator,
             backend=est.backend_name,
             precision=est.precision,
+            precision_auto=est.auto_choice.summary() if est.auto_choice else None,
             precisions=[est.precision],
             resize=est.resize,
             threads=est.threads,

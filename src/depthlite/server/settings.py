@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     precision: str = Field(DEFAULT_PRECISION, description="precision the backend runs")
     resize: str = Field(DEFAULT_RESIZE, description=f"default resize: {', '.join(RESIZE_MODES)}")
     threads: int | None = Field(None, ge=1, description="intra-op threads of the model session")
+    fast_preprocess: bool = Field(
+        False,
+        description="decode JPEGs reduced and resize in float32: faster, values differ slightly "
+        "from the official pipeline (off: exact)",
+    )
     workers: int = Field(1, ge=1, description="inference worker threads")
     queue_size: int = Field(8, ge=0, description="requests that may wait for a worker")
     queue_timeout: float = Field(10.0, gt=0, description="seconds a request may wait (503 after)")

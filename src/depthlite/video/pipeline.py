@@ -217,12 +217,14 @@ def process_video(
     progress: ProgressCallback | None = None,
     *,
     infer: Callable[[np.ndarray], np.ndarray] | None = None,
+    workers: int | None = None,
 ) -> VideoReport:
     """Depth of every frame of ``source`` written to ``output`` (see :class:`VideoOptions`).
 
     For throughput, give an estimator with ``threads=1``: frames then run one per core.
     ``infer`` replaces ``estimator.infer`` for the network step (a server routes it through
     its worker pool); ``progress`` may raise to stop the run (outputs are then removed).
+    ``workers``: frames in the network at once (default :func:`inference_workers`).
     """
     options = options or VideoOptions()
     source, output = Path(source), Path(output)
@@ -264,7 +266,7 @@ def process_video(
     )
     run.expected = _expected(info, options)
     start = time.perf_counter()
-    run.run(inference_workers(estimator))
+    run.run(workers or inference_workers(estimator))
     seconds = time.perf_counter() - start
     return _finish(
         run.stages, sink, fmt=fmt, frames=run.done, seconds=seconds, info=info, source=source

@@ -43,7 +43,9 @@ __all__ = [
     "ResolvedFile",
     "ensure_converted",
     "ensure_quantized",
+    "find_quantized",
     "resolve",
+    "tool_versions",
     "torch_available",
 ]
 
@@ -70,14 +72,19 @@ def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def _versions(*packages: str) -> dict[str, str]:
-    found = {}
-    for name in packages:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = "-"
-    return found
+def tool_versions(*packages: str) -> dict[str, str]:
+    """Installed versions of ``packages`` ("-" when absent), as derivation keys record them."""
+    return {name: _installed_version(name) for name in packages}
+
+
+@functools.cache
+def _installed_version(name: str) -> str:
+    # Once per process: reading a package's metadata costs about a millisecond, and every
+    # cached load asks (the runtime is imported by then, so the version cannot change).
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "-"
 
 
 def _step(kind: str, path: Path, made: bool | None = None) -> str:
@@ -107,7 +114,7 @@ def ensure_converted(
     sha = derive.digest_of(checkpoint)
     return derive.derive(
         EXPORT_RECIPE, RECIPE_VERSION, checkpoint, model=card.name, output=f"{card.name}.onnx",
-        params=params, tools=_versions("torch", "onnx", "onnxruntime"), make=make, force=force,
+        params=params, tools=tool_versions("torch", "onnx", "onnxruntime"), make=make, force=force,
     )  # fmt: skip
 
 
@@ -126,12 +133,40 @@ def ensure_quantized(
         logger.warning("quantizing %s to INT8 (first use only; kept in the cache)", src.name)
         quantize.quantize_model(src, target, card, photos)
 
-    params = {**quantize.RECIPE_PARAMS, "calibration": quantize.calibration_id(calibration)}
+    params = _quantize_params(calibration)
     return derive.derive(
         QUANTIZE_RECIPE, quantize.RECIPE_VERSION, source, model=card.name,
         output=f"{card.name}-int8.onnx", params=params,
-        tools=_versions("onnxruntime", "onnx"), make=make, force=force,
+        tools=tool_versions("onnxruntime", "onnx"), make=make, force=force,
     )  # fmt: skip
+
+
+def _quantize_params(calibration: Path | None) -> dict[str, object]:
+    from depthlite.models import quantize
+
+    return {**quantize.RECIPE_PARAMS, "calibration": quantize.calibration_id(calibration)}
+
+
+def find_quantized(card: ModelCard, source: Path) -> Path | None:
+    """The INT8 model ``ensure_quantized(card, source)`` would return, if it is made already.
+
+    Only looks (never quantizes), so a caller can tell a cache hit from minutes of work.
+    """
+    from depthlite.models import quantize
+
+    sha = derive.digest_of(source)
+    params, tools = _quantize_params(None), tool_versions("onnxruntime", "onnx")
+    for manifest in derive.derived_files(card.name):
+        if (
+            manifest.recipe == QUANTIZE_RECIPE
+            and manifest.version == quantize.RECIPE_VERSION
+            and manifest.input_sha256 == sha
+            and manifest.params == params
+            and manifest.tools == tools
+            and manifest.path.is_file()
+        ):
+            return manifest.path
+    return None
 
 
 def _optimized(card: ModelCard, source: Path) -> tuple[Path, bool]:

@@ -1,0 +1,136 @@
+"""Many images overlapped: the same files as one after another, per-file errors, jobs, batch."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import test_image
+from depthlite import DepthEstimator
+from depthlite.cli.main import main
+from depthlite.errors import InputError
+from depthlite.imageio import OutputRequest
+from depthlite.pipeline import ImageTask, Layout, depth_files
+
+
+def _photos(folder: Path, count: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(count):
+        path = folder / f"p{index:02d}.png"
+        # Two sizes: the network input changes shape between images.
+        size = (48, 64) if index % 2 else (60, 44)
+        cv2.imwrite(str(path), test_image(index, *size)[..., ::-1])
+        paths.append(path)
+    return paths
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def estimator(converted_onnx: Path) -> DepthEstimator:
+    est = DepthEstimator(weights=converted_onnx, threads=1, progress=False)
+    est.load()
+    return est
+
+
+def test_overlapped_outputs_are_byte_for_byte_the_sequential_ones(
+    estimator: DepthEstimator, tmp_path: Path
+) -> None:
+    photos = _photos(tmp_path / "in", 7)
+    request = OutputRequest(formats=("color", "npy"))
+    results = {}
+    for name, layout in (("seq", Layout(1, 1)), ("two", Layout(1, 2)), ("three", Layout(1, 3))):
+        out = tmp_path / name
+        tasks = [ImageTask(p.name, p, out, Path(p.stem)) for p in photos]
+        with depth_files(estimator, tasks, request, layout) as outcomes:
+            order = [o.index for o in outcomes if o.error is None]
+        assert order == list(range(7))
+        results[name] = _files(out)
+    assert len(results["seq"]) == 14
+    assert results["two"] == results["seq"]
+    assert results["three"] == results["seq"]
+    direct = estimator.predict(photos[3]).depth
+    np.testing.assert_array_equal(np.load(tmp_path / "two" / "p03.npy"), direct)
+
+
+def test_a_failing_image_is_reported_alone_and_the_rest_is_written(
+    estimator: DepthEstimator, tmp_path: Path
+) -> None:
+    photos = _photos(tmp_path / "in", 5)
+    photos[2].write_bytes(b"not an image")
+    out = tmp_path / "out"
+    tasks = [ImageTask(p.name, p, out, Path(p.stem)) for p in photos]
+    request = OutputRequest(formats=("color",))
+    with depth_files(estimator, tasks, request, Layout(1, 2)) as outcomes:
+        results = list(outcomes)
+    assert [o.index for o in results] == list(range(5))
+    assert [o.error is not None for o in results] == [False, False, True, False, False]
+    assert isinstance(results[2].error, InputError) and "p02.png" in str(results[2].error)
+    assert sorted(p.name for p in out.iterdir()) == [f"p{i:02d}_color.png" for i in (0, 1, 3, 4)]
+
+
+def test_the_work_goes_through_the_given_run_function(
+    estimator: DepthEstimator, tmp_path: Path
+) -> None:
+    """A server routes the work through its pool: one call per image, nothing bypasses it."""
+    calls: list[str] = []
+    lock = threading.Lock()
+
+    def run(fn: object, *args: object) -> object:
+        with lock:
+            calls.append(getattr(fn, "__name__", "?"))
+        return fn(*args)  # type: ignore[operator]
+
+    photos = _photos(tmp_path / "in", 3)
+    tasks = [ImageTask(p.name, p, tmp_path / "out", Path(p.stem)) for p in photos]
+    request = OutputRequest(formats=("color",))
+    with depth_files(estimator, tasks, request, Layout(1, 2), run=run) as outcomes:
+        assert all(o.error is None for o in outcomes)
+    assert calls == ["_image"] * 3
+
+
+def test_predict_with_workers_writes_what_one_worker_writes(
+    converted_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos = _photos(tmp_path / "in", 5)
+    broken = tmp_path / "in" / "p99.png"
+    broken.write_bytes(photos[0].read_bytes()[:100])
+    outputs = {}
+    for workers in ("1", "2"):
+        out = tmp_path / f"out{workers}"
+        code = main(
+            ["predict", str(tmp_path / "in"), "-o", str(out), "--weights", str(converted_onnx),
+             "--threads", "1", "--workers", workers],
+        )  # fmt: skip
+        err = capsys.readouterr().err
+        assert code == 1, err
+        errors = [line for line in err.splitlines() if line.startswith("depthlite: error:")]
+        assert len(errors) == 1 and "p99.png" in errors[0], err
+        assert "5 image(s) done, 5 file(s) written, 1 failed" in err
+        outputs[workers] = _files(out)
+    assert len(outputs["1"]) == 5
+    assert outputs["2"] == outputs["1"]
+
+
+def test_batch_with_workers_writes_what_one_worker_writes(
+    converted_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _photos(tmp_path / "in", 4)
+    outputs = {}
+    for workers in ("1", "2"):
+        out = tmp_path / f"out{workers}"
+        code = main(
+            ["batch", str(tmp_path / "in"), "-o", str(out), "--local", "--quiet",
+             "--weights", str(converted_onnx), "--workers", workers],
+        )  # fmt: skip
+        assert code == 0, capsys.readouterr().err
+        outputs[workers] = _files(out)
+    assert len(outputs["1"]) == 4
+    assert outputs["2"] == outputs["1"]

@@ -28,6 +28,7 @@ __all__ = [
     "ModelFormat",
     "default_threads",
     "load_backend_class",
+    "physical_cores",
 ]
 
 # backend name -> "module:Class"; the names themselves come from options.BACKENDS.
@@ -72,10 +73,10 @@ def default_threads() -> int:
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
-    return _physical_cores()
+    return physical_cores()
 
 
-def _physical_cores() -> int:
+def physical_cores() -> int:
     """Physical cores we may run on; falls back to the logical count where unknown."""
     try:
         logical = len(os.sched_getaffinity(0))

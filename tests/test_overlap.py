@@ -12,7 +12,9 @@ from depthlite.pipeline import layout as layout_module
 
 
 def _engine_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("depthlite-") and t.is_alive()]
+    return [
+        t for t in threading.enumerate() if t.name.startswith("depthlite-overlap-") and t.is_alive()
+    ]
 
 
 @pytest.fixture(autouse=True)

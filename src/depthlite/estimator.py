@@ -19,6 +19,7 @@ from depthlite.imageio import (
     DEFAULT_MAX_PIXELS,
     ImageSource,
     load_image,
+    quiet,
     read_exif_focal,
 )
 from depthlite.imageio.reduced import load_reduced
@@ -248,12 +249,12 @@ class DepthEstimator:
         timings: dict[str, float] = {}
         if self.fast_preprocess:  # the network input size decides how small to decode
             policy = self.input_policy(resize)
-            with _timed(timings, "decode"):
+            with quiet.one_decode_at_a_time(), _timed(timings, "decode"):
                 rgb, size = load_reduced(
                     image, policy.network_size, max_pixels=self.max_pixels, source=source
                 )
         else:
-            with _timed(timings, "decode"):
+            with quiet.one_decode_at_a_time(), _timed(timings, "decode"):
                 rgb = load_image(image, max_pixels=self.max_pixels, source=source)
             size = (rgb.shape[0], rgb.shape[1])
             policy = self.input_policy(resize)

@@ -14,7 +14,6 @@ Two peers, each measured in a bench worker process of its own (``worker.py``):
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -138,7 +137,6 @@ def _time_network(
 def measure_peer(cfg: WorkerConfig) -> dict[str, Any]:
     """Network medians at the photo's keep-aspect input and at the baseline's, and the whole
     pipeline median on the photo (JPEG bytes -> PNG bytes)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the peer must never reach for the Hub
     import torch
 
     torch.set_num_threads(cfg.threads)

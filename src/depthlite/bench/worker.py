@@ -6,6 +6,7 @@ python -m depthlite.bench.worker '{"backend": "onnxruntime", ...}'
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -133,4 +134,9 @@ def measure(cfg: WorkerConfig) -> dict[str, Any]:
 
 if __name__ == "__main__":
     config = WorkerConfig(**json.loads(sys.argv[1]))
+    if config.peer:
+        # A peer must never reach for the Hub. Set here, in the worker process only: the Hub
+        # library reads it once at import, so setting it in a caller's process would leave
+        # that whole process offline.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     print(json.dumps(measure(config)))

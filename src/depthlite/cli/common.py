@@ -181,7 +181,11 @@ def configure_logging(verbose: int, quiet: bool) -> None:
         else (logging.INFO if verbose else logging.WARNING)
     )
     native.enable(detail_hint="-v shows them")
-    handler = _CliHandler(native.log_stream())
+    # Every Python-level write (errors, the progress bar, summaries) goes to that duplicate
+    # too: with several images in flight, the main thread reports one image while a worker's
+    # decode has fd 2 redirected, and the report must not land in that decode's capture.
+    sys.stderr = native.log_stream()
+    handler = _CliHandler(sys.stderr)
     handler.setFormatter(_CliFormatter())
     logging.basicConfig(level=level, handlers=[handler])
     # -v shows the decoder's lines, which it logs at DEBUG (the server keeps them for debug).

@@ -142,10 +142,27 @@ class _Module:
 
 
 _state = _Module()
+_decode_turn = threading.Lock()
 
 
 def enabled() -> bool:
     return _state.redirect is not None
+
+
+@contextlib.contextmanager
+def one_decode_at_a_time() -> Iterator[None]:
+    """While decoder output is captured, let one decode run at a time.
+
+    C output carries no thread id, so overlapping decodes can only be reported as "one of a,
+    b" (see :func:`capture`). Callers that decode many files on several threads (the workers
+    of ``depthlite.pipeline``, through ``DepthEstimator.prepare``) wrap the decode in this, so
+    each message names its own file; a decode is a few ms of an image's ~100.
+    """
+    if _state.redirect is None:
+        yield
+        return
+    with _decode_turn:
+        yield
 
 
 def redirected() -> bool:

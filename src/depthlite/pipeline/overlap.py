@@ -147,7 +147,7 @@ class Overlap(Generic[T]):
             except BaseException as exc:  # handed to the caller's thread
                 self._fail(exc)
 
-        thread = threading.Thread(target=run, name=f"depthlite-{name}", daemon=True)
+        thread = threading.Thread(target=run, name=f"depthlite-overlap-{name}", daemon=True)
         self._threads.append(thread)
         thread.start()
 

@@ -104,13 +104,21 @@ def verify_onnx(
 
 
 def _add_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Append ``metadata`` to the file's ``metadata_props`` without parsing the model.
+
+    Protobuf merges concatenated messages field by field and appends repeated fields, so the
+    serialised bytes of a ``ModelProto`` holding only these entries, written after the model's
+    own, add them to the model read by any ONNX parser. Loading and saving the whole protobuf
+    instead took 9 s for Depth Anything V2 Large (1.3 GB) and held a second copy of it.
+    """
     import onnx
 
-    proto = onnx.load(str(path))
+    extra = onnx.ModelProto()
     for key, value in metadata.items():
-        entry = proto.metadata_props.add()
+        entry = extra.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.save(proto, str(path))
+    with open(path, "ab") as f:
+        f.write(extra.SerializeToString())
 
 
 def convert_checkpoint(

@@ -234,3 +234,13 @@ def test_releasing_the_freed_heap_is_harmless() -> None:
     kept = np.arange(1_000_000)
     trim_heap()  # glibc: malloc_trim; elsewhere a no-op
     assert int(kept.sum()) == 499_999_500_000
+
+
+def test_onnx_runtime_threads_stop_spinning_after_each_run() -> None:
+    """Spinning intra-op threads after a run took a core from the stages around the network
+    (docs/benchmarks.md, session 6); both session kinds set it."""
+    from depthlite.runtime.onnx import _session_options
+
+    for preoptimized in (True, False):
+        opts = _session_options(2, preoptimized=preoptimized)
+        assert opts.get_session_config_entry("session.force_spinning_stop") == "1"

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from depthlite.bench.stats import time_calls
+from depthlite.bench.stats import pipeline_repeats, time_calls
 from depthlite.transforms import network_size
 from depthlite.zoo import get_card
 from depthlite.zoo.cards import ModelCard
@@ -157,6 +157,6 @@ def measure_peer(cfg: WorkerConfig) -> dict[str, Any]:
         "input": list(size),
         "network": network,
         "network_at_baseline_input": same,
-        "pipeline": time_calls(lambda: pipeline(data), max(5, cfg.repeats // 2)).to_dict(),
+        "pipeline": time_calls(lambda: pipeline(data), pipeline_repeats(cfg.repeats)).to_dict(),
         "notes": notes,
     }

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-__all__ = ["Timing", "peak_rss_mb", "percentile", "throughput", "time_calls"]
+__all__ = ["Timing", "peak_rss_mb", "percentile", "pipeline_repeats", "throughput", "time_calls"]
 
 
 @dataclass(frozen=True)
@@ -22,9 +22,19 @@ class Timing:
         return asdict(self)
 
 
-def time_calls(fn: Callable[[], object], repeats: int, warmup: int = 3) -> Timing:
-    """Median and p95 wall time of ``fn`` over ``repeats`` calls after ``warmup`` calls."""
-    for _ in range(warmup):
+def time_calls(
+    fn: Callable[[], object], repeats: int, warmup: int = 3, warmup_budget_s: float = 2.0
+) -> Timing:
+    """Median and p95 wall time of ``fn`` over ``repeats`` calls after the warm-up calls.
+
+    Warm-up: ``warmup`` calls, but none after ``warmup_budget_s`` seconds of them (at least
+    one call): a large network at 30-90 s a call is warm after one, and three would add
+    minutes per measurement without changing what is measured.
+    """
+    started = time.perf_counter()
+    for i in range(warmup):
+        if i and time.perf_counter() - started >= warmup_budget_s:
+            break
         fn()
     samples = []
     for _ in range(repeats):
@@ -32,6 +42,11 @@ def time_calls(fn: Callable[[], object], repeats: int, warmup: int = 3) -> Timin
         fn()
         samples.append((time.perf_counter() - start) * 1000.0)
     return Timing(statistics.median(samples), percentile(samples, 95), repeats)
+
+
+def pipeline_repeats(repeats: int) -> int:
+    """Timed whole-pipeline calls for ``repeats`` network calls: half, from 5, at most all."""
+    return min(repeats, max(5, repeats // 2))
 
 
 def percentile(samples: list[float], pct: float) -> float:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from depthlite.bench.stats import peak_rss_mb, throughput, time_calls
+from depthlite.bench.stats import peak_rss_mb, pipeline_repeats, throughput, time_calls
 
 if TYPE_CHECKING:
     from depthlite.estimator import DepthEstimator
@@ -90,9 +90,9 @@ def _measure(cfg: WorkerConfig) -> dict[str, Any]:
     if est.load().model_format.fixed_size is None:  # a fixed-size file runs only its size
         x_base = _input(cfg.baseline_input)
         same = time_calls(lambda: est.infer(x_base), cfg.repeats).to_dict()
-    whole = time_calls(pipeline, max(5, cfg.repeats // 2))
+    whole = time_calls(pipeline, pipeline_repeats(cfg.repeats))
     stages = est.predict(data).timings
-    calls = max(3, cfg.repeats // 4)
+    calls = max(2, cfg.repeats // 4)
     return {
         "input": list(x.shape[2:]),
         "network": network.to_dict(),

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import DATA, TOLERANCE, rel_error, test_image
 from depthlite import DepthEstimator
@@ -77,3 +78,16 @@ def check_end_to_end(model: str, exported_model: Callable[[str], Path]) -> None:
     assert rel_error(result.depth, ref[key]) <= TOLERANCE
     card = get_card(model)
     assert (result.kind, result.unit) == (card.output.kind, card.output.unit)
+
+
+def fp32_backends_test(models: list[str]) -> Callable[..., None]:
+    """The network test of ``models``, one case per card (each conformance file takes its cards)."""
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("model", models)
+    def test_every_fp32_backend_reproduces_the_original_network(
+        model: str, exported_model: Callable[[str], Path]
+    ) -> None:
+        check_fp32_backends(model, exported_model)
+
+    return test_every_fp32_backend_reproduces_the_original_network

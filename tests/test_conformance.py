@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformancekit import KEY, LARGE, MODELS, check_end_to_end, check_fp32_backends, keys
+from conformancekit import KEY, LARGE, MODELS, check_end_to_end, fp32_backends_test, keys
 from conformancekit import reference as reference_of
 from conftest import test_image
 from depthlite.transforms import InputPolicy, preprocess
@@ -31,12 +31,7 @@ def test_the_two_files_cover_every_card_once() -> None:
     assert sorted(SMALLER + list(LARGE)) == sorted(zoo)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("model", SMALLER)
-def test_every_fp32_backend_reproduces_the_original_network(
-    model: str, exported_model: Callable[[str], Path]
-) -> None:
-    check_fp32_backends(model, exported_model)
+test_every_fp32_backend_reproduces_the_original_network = fp32_backends_test(SMALLER)
 
 
 @pytest.mark.parametrize("model", [m for m in MODELS if keys(m, "netinput")])

@@ -7,17 +7,6 @@ run converts these 1.3-1.4 GB networks on one worker beside the other cards.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+from conformancekit import LARGE, fp32_backends_test
 
-import pytest
-
-from conformancekit import LARGE, check_fp32_backends
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("model", LARGE)
-def test_every_fp32_backend_reproduces_the_original_network(
-    model: str, exported_model: Callable[[str], Path]
-) -> None:
-    check_fp32_backends(model, exported_model)
+test_every_fp32_backend_reproduces_the_original_network = fp32_backends_test(list(LARGE))

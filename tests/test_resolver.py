@@ -142,6 +142,34 @@ def test_a_changed_recipe_input_is_a_new_derivation(checkpoint: Path, tmp_path: 
     assert resolver.ensure_converted(card, other)[0] == first
 
 
+def test_two_cards_never_share_a_derivation_of_the_same_bytes(tmp_path: Path) -> None:
+    """Depth Anything V2 Small and its metric variant share keys and shapes, so generated
+    weights are the same file; each card still gets its own file (with its own metadata)."""
+    source = tmp_path / "same.bin"
+    source.write_bytes(b"the same checkpoint bytes")
+
+    def make(src: Path, target: Path) -> None:
+        target.write_bytes(src.read_bytes())
+
+    def run(model: str) -> tuple[Path, bool]:
+        return derive.derive(
+            "test_copy",
+            1,
+            source,
+            model=model,
+            output=f"{model}.bin",
+            params={},
+            tools={},
+            make=make,
+        )
+
+    small, made_small = run("depth_anything_v2_small")
+    metric, made_metric = run("depth_anything_v2_metric_indoor_small")
+    assert made_small and made_metric
+    assert small.parent != metric.parent
+    assert run("depth_anything_v2_small") == (small, False)
+
+
 def test_a_model_without_official_onnx_and_without_torch_says_what_to_do(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

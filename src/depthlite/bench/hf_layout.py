@@ -66,9 +66,16 @@ def has_port(card: ModelCard) -> bool:
     return card.name in HF_REPOS
 
 
-def square_only(card: ModelCard) -> bool:
-    """transformers' DPT-Hybrid runs only at its config's image_size (see the module doc)."""
+def _hybrid(card: ModelCard) -> bool:
     return card.architecture == "dpt" and BACKBONES[_args(card)["backbone"]].hybrid
+
+
+def square_only(card: ModelCard) -> bool:
+    """Whether transformers' port runs square inputs only: every DPT. The hybrid runs only at
+    its config's image_size (see the module doc); the plain ViT's neck reshapes the tokens to
+    a square grid (``DPTReassembleStage``: the patch grid is only passed with a backbone
+    config), so a 384 x 672 input fails there with a reshape error."""
+    return card.architecture == "dpt"
 
 
 def _args(card: ModelCard) -> dict[str, Any]:
@@ -241,7 +248,7 @@ def _rename(key: str, rules: list[_Rule]) -> str | None:
 def hf_state_dict(card: ModelCard, ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``ours`` (the official layout) renamed, and fused ``qkv`` split, for transformers."""
     rules = _DPT_RULES if card.architecture == "dpt" else _DA2_RULES
-    hybrid = square_only(card)
+    hybrid = _hybrid(card)
     out: dict[str, torch.Tensor] = {}
     for key, tensor in ours.items():
         name = _rename(key, rules)

@@ -81,8 +81,8 @@ def _hf_pipeline(card: ModelCard, model: torch.nn.Module) -> Callable[[bytes], b
 
     pre = card.preprocess
     square = square_only(card)
-    # The Hub's processors: Depth Anything keeps the aspect (multiple of 14); DPT-Hybrid can
-    # only run 384 x 384. DPT-Large is given depthlite's keep_aspect input, as the network rows.
+    # The Hub's processors: Depth Anything keeps the aspect (multiple of 14); transformers'
+    # DPT runs square inputs only (see square_only), so it gets 384 x 384, as the Hub's does.
     processor = DPTImageProcessorPil(
         size={"height": pre.size, "width": pre.size},
         keep_aspect_ratio=not square,
@@ -129,7 +129,7 @@ def _time_network(
 
     try:
         call()
-    except ValueError as exc:  # transformers' DPT-Hybrid refuses all but 384 x 384
+    except (ValueError, RuntimeError) as exc:  # transformers' DPT: square inputs only
         return None, f"{size[0]}x{size[1]}: {str(exc).splitlines()[0][:160]}"
     return time_calls(call, repeats).to_dict(), None
 

@@ -84,7 +84,8 @@ def _session_options(
     # The intra-op threads spin between the operators of a run (they do: without spinning the
     # network took 25-30 % longer), but not after it, where they took a core from the decode,
     # resize and PNG deflate around the network. MiDaS small INT8, 1080p JPEG to colour PNG,
-    # 2 threads, AVX2: whole pipeline 26.1-26.8 ms instead of 31.3-36.1, network the same.
+    # 2 threads, AMD EPYC with AVX-512 VNNI: pipeline 26.1-26.8 ms instead of 31.3-36.1, network
+    # the same (docs/benchmarks.md, session 6).
     opts.add_session_config_entry("session.force_spinning_stop", "1")
     if exact_arena and _exact_env_arena():
         opts.add_session_config_entry("session.use_env_allocators", "1")

@@ -71,16 +71,20 @@ def _root() -> Path:
     return hub.cache_dir() / _DERIVED
 
 
-def _key(
+def _key(  # noqa: PLR0917  (six facts, each named at the one call below)
     recipe: str,
     version: int,
     input_sha256: str,
     params: Mapping[str, Any],
     tools: Mapping[str, str],
+    model: str,
 ) -> str:
+    # The model is part of the key: the card's facts go into the file made (its metadata), and
+    # two cards may share a checkpoint (Depth Anything V2 Small and its metric variants have
+    # the same keys and shapes; generated weights are then the same bytes).
     text = json.dumps(
         {"recipe": recipe, "version": version, "input": input_sha256, "params": params,
-         "tools": tools},
+         "tools": tools, "model": model},
         sort_keys=True, default=str,
     )  # fmt: skip
     return hashlib.sha256(text.encode()).hexdigest()[:20]
@@ -131,7 +135,7 @@ def derive(
     folder); it may raise, and then nothing is cached. ``force`` makes it again.
     """
     input_sha = digest_of(source)
-    key = _key(recipe, version, input_sha, params, tools)
+    key = _key(recipe, version, input_sha, params, tools, model)
     folder = _root() / recipe / key
     # Other processes may race; the last rename wins, and both made complete files.
     with _make_lock:

@@ -71,10 +71,11 @@ def _root() -> Path:
     return hub.cache_dir() / _DERIVED
 
 
-def _key(  # noqa: PLR0917  (six facts, each named at the one call below)
+def _key(
     recipe: str,
     version: int,
     input_sha256: str,
+    *,
     params: Mapping[str, Any],
     tools: Mapping[str, str],
     model: str,
@@ -135,7 +136,7 @@ def derive(
     folder); it may raise, and then nothing is cached. ``force`` makes it again.
     """
     input_sha = digest_of(source)
-    key = _key(recipe, version, input_sha, params, tools, model)
+    key = _key(recipe, version, input_sha, params=params, tools=tools, model=model)
     folder = _root() / recipe / key
     # Other processes may race; the last rename wins, and both made complete files.
     with _make_lock:

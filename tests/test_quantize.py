@@ -42,6 +42,26 @@ def test_int8_model_is_static_qdq_with_per_channel_weights(int8_onnx: Path) -> N
     assert meta["depthlite.normalizes_inside"] == "false"
 
 
+def test_maps_the_banded_head_reads_by_rows_stay_float(
+    converted_onnx: Path, int8_onnx: Path
+) -> None:
+    # Quantized, such a map is dequantized whole once per row gather by ONNX Runtime.
+    def band_sources(path: Path) -> tuple[set[str], dict[str, str]]:
+        graph = onnx.load(str(path)).graph
+        readers: dict[str, int] = {}
+        for node in graph.node:
+            if node.op_type == "Gather":
+                readers[node.input[0]] = readers.get(node.input[0], 0) + 1
+        producers = {out: node.op_type for node in graph.node for out in node.output}
+        return {name for name, n in readers.items() if n >= 4}, producers
+
+    float_sources, _ = band_sources(converted_onnx)
+    assert float_sources, "the exported head gathers its rows (models/banded.py)"
+    int8_sources, producers = band_sources(int8_onnx)
+    assert int8_sources == float_sources  # the same tensors, read as they are
+    assert not {producers[name] for name in int8_sources} & {"QuantizeLinear", "DequantizeLinear"}
+
+
 def test_int8_agrees_with_fp32_on_photos_it_never_saw(
     converted_onnx: Path, int8_onnx: Path
 ) -> None:

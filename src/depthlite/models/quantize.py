@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,9 +49,11 @@ DEFAULT_CALIBRATION = "default"
 # 2: nodes that do not depend on the pixels (shape arithmetic, the position embedding's
 # resize) stay float, so do LayerNormalization and each architecture's int8_float_ops;
 # calibration memory is bounded.
-RECIPE_VERSION = 2
+# 3: the maps the banded head reads row by row stay float (see _band_sources).
+RECIPE_VERSION = 3
 RECIPE_PARAMS = {"format": "QDQ", "per_channel": True, "activations": "QUInt8",
-                 "weights": "QInt8", "method": "MinMax", "skip": "pixel-independent",
+                 "weights": "QInt8", "method": "MinMax",
+                 "skip": "pixel-independent+band-sources",
                  "float_ops": "LayerNormalization+architecture"}  # fmt: skip
 # Quantizing LayerNormalization gains nothing (no runtime has an integer kernel for it: it
 # runs as dequantize -> float -> quantize) and costs the ViTs most of their agreement.
@@ -60,6 +63,9 @@ _FLOAT_OPS = frozenset({"LayerNormalization"})
 # that. ("CalibMaxIntermediateOutputs" would too, but onnxruntime 1.32 drops the batch it
 # folds instead of computing it.)
 _CALIBRATION_STRIDE = 1
+# A map read by this many row gathers is a banded head's source (models/banded.py: two rows
+# per band, 8 bands); attention and the position embedding gather from a tensor once or twice.
+_BAND_READERS = 4
 
 
 @dataclass(frozen=True)
@@ -240,8 +246,28 @@ def _name_nodes_and_find_pixel_independent(path: Path) -> list[str]:
         dynamic.update(node.output)
         if any(i not in dynamic and i not in stored for i in inputs):
             skipped.append(node.name)  # pixels meet a computed table
+    skipped.extend(_band_sources(graph))
     onnx.save(model, str(path))
     return skipped
+
+
+def _band_sources(graph: Any) -> list[str]:
+    """The nodes whose output the banded head reads row by row (models/banded.py).
+
+    Quantized, such an output is dequantized once per reader: ONNX Runtime gives every reader
+    of a DequantizeLinear its own copy of the node, and each copy writes the whole float map
+    to gather two rows of it. DPT-Hybrid INT8 at 384x672: 16 copies of a 31.5 MB map, several
+    alive at once, the run's peak. Kept float, the map exists once.
+    """
+    readers: dict[str, int] = {}
+    for node in graph.node:
+        if node.op_type == "Gather" and node.input:
+            readers[node.input[0]] = readers.get(node.input[0], 0) + 1
+    return [
+        node.name
+        for node in graph.node
+        if any(readers.get(out, 0) >= _BAND_READERS for out in node.output)
+    ]
 
 
 def _copy_metadata(source: Path, target: Path, extra: dict[str, str]) -> None:

@@ -82,6 +82,17 @@ def converted_onnx(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(scope="session")
+def int8_onnx(converted_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The converted file quantized by our INT8 recipe (two calibration photos, for speed)."""
+    from depthlite.models import quantize
+    from depthlite.zoo import get_card
+
+    photos = quantize.sample_photos(("astronaut", "coffee"))
+    out = tmp_path_factory.mktemp("int8") / "model-int8.onnx"
+    return quantize.quantize_model(converted_onnx, out, get_card(MODEL), photos)
+
+
+@pytest.fixture(scope="session")
 def exported_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     """model name -> its synthetic checkpoint exported by our recipe (verified); made once.
 

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from depthlite.memory import trim_heap
@@ -75,14 +77,17 @@ from pathlib import Path
 import numpy as np
 from depthlite import DepthEstimator
 from depthlite.imageio.request import OutputRequest
-from depthlite.memory import bound_heap_retention, trim_heap
+from depthlite.memory import SERVER_TRIM_THRESHOLD, bound_heap_retention, trim_heap
 
 def rss_mb():
     with open("/proc/self/status") as status:
         return next(int(l.split()[1]) // 1024 for l in status if l.startswith("VmRSS"))
 
 if sys.argv[2] == "on":
-    assert bound_heap_retention()
+    assert bound_heap_retention(SERVER_TRIM_THRESHOLD)
+else:  # glibc's dynamic thresholds, as the estimator would otherwise leave them
+    import depthlite.estimator
+    depthlite.estimator.bound_heap_retention = lambda *args: False
 est = DepthEstimator(weights=Path(sys.argv[1]), threads=1, progress=False)
 ramp = np.linspace(0, 255, 4000, dtype=np.float32)
 image = np.dstack([(ramp[:, None] + ramp[None, :]) / 2] * 3).astype(np.uint8)
@@ -128,3 +133,72 @@ def test_bounded_retention_returns_what_a_worker_thread_freed(converted_onnx: Pa
     # Without it 12-27 MB stay (it depends on what the heap held before); with it, none.
     assert returned <= 5, (kept, returned)
     assert kept >= returned + 8, (kept, returned)
+
+
+_FAULT_PROBE = """
+import resource, sys
+from pathlib import Path
+import depthlite.estimator
+from depthlite import DepthEstimator
+
+if sys.argv[2] == "off":  # glibc's dynamic thresholds, as the estimator would otherwise leave them
+    depthlite.estimator.bound_heap_retention = lambda *args: False
+est = DepthEstimator(weights=Path(sys.argv[1]), precision="int8", progress=False)
+# Read, not made here: freeing a large array raises glibc's dynamic threshold by itself.
+jpeg = Path(sys.argv[3]).read_bytes()
+
+def request():
+    est.predict(jpeg).encode(["color"])
+
+for _ in range(3):
+    request()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    request()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 5)
+"""
+
+
+def _faults_per_request(weights: Path, mode: str, photo: Path) -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", _FAULT_PROBE, str(weights), mode, str(photo)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout)
+
+
+def test_an_estimator_reuses_its_image_buffers_instead_of_faulting_them_in(
+    int8_onnx: Path, tmp_path: Path
+) -> None:
+    """Once an estimator loads, a warm 1080p request faults no fresh pages in: with glibc's
+    dynamic thresholds its large arrays got new mappings each call (about 3,000 faults, a
+    quarter of MiDaS small INT8's pipeline time; docs/benchmarks.md, session 7)."""
+    # INT8: a small session whose load frees no large block (an FP32 load raises glibc's
+    # dynamic threshold past the image buffers, and hides the difference).
+    photo = tmp_path / "photo.jpg"
+    ramp = np.linspace(0, 255, 1920, dtype=np.float32)
+    rgb = np.dstack([(ramp[None, :1080].T + ramp[None, :]) / 2, ramp[None, :].repeat(1080, 0),
+                     ramp[::-1][None, :].repeat(1080, 0)]).astype(np.uint8)  # fmt: skip
+    cv2.imwrite(str(photo), rgb)  # a 1920x1080 JPEG, as a user sends it
+    _faults_per_request(int8_onnx, "on", photo)  # the measured runs then load the cached graph
+    dynamic, fixed = (_faults_per_request(int8_onnx, m, photo) for m in ("off", "on"))
+    assert fixed <= 100, (dynamic, fixed)
+    assert dynamic >= fixed + 500, (dynamic, fixed)
+
+
+def test_the_tightest_trim_threshold_asked_for_stays() -> None:
+    """The server's bound (16 MiB) holds whether its estimators (64 MiB) are made before or
+    after it is set."""
+    code = (
+        "from depthlite import memory as m\n"
+        "m.bound_heap_retention(m.SERVER_TRIM_THRESHOLD)\n"
+        "m.bound_heap_retention()\n"
+        "print(m._trim_threshold[0] >> 20)\n"
+        "m._trim_threshold.clear()\n"
+        "m.bound_heap_retention()\n"
+        "print(m._trim_threshold[0] >> 20)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["16", "64"]

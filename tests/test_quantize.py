@@ -14,14 +14,6 @@ from conftest import MODEL, test_image
 from depthlite import DepthEstimator
 from depthlite.cli.main import main
 from depthlite.models import quantize
-from depthlite.zoo import get_card as get_spec
-
-
-@pytest.fixture(scope="session")
-def int8_onnx(converted_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    photos = quantize.sample_photos(("astronaut", "coffee"))
-    out = tmp_path_factory.mktemp("int8") / "model-int8.onnx"
-    return quantize.quantize_model(converted_onnx, out, get_spec(MODEL), photos)
 
 
 def test_int8_model_is_static_qdq_with_per_channel_weights(int8_onnx: Path) -> None:

@@ -23,6 +23,7 @@ from depthlite.imageio import (
     read_exif_focal,
 )
 from depthlite.imageio.reduced import load_reduced
+from depthlite.memory import bound_heap_retention
 from depthlite.options import (
     AUTO_PRECISION,
     BACKENDS,
@@ -98,6 +99,9 @@ class DepthEstimator:
         # reduced in the DCT domain and the cubic resize in float32 (faster; values differ).
         self.fast_preprocess = bool(fast_preprocess)
         self._lock = threading.Lock()
+        # Before the first image is decoded (predict may decode while the model loads): image
+        # buffers then come from the heap and are reused (depthlite.memory).
+        bound_heap_retention()
         self._backend: Backend | None = None
         self._model_file: ResolvedFile | None = None
 

@@ -22,6 +22,8 @@ from typing import Any
 
 __all__ = [
     "LARGE_MODEL_BYTES",
+    "PIPELINE_TRIM_THRESHOLD",
+    "SERVER_TRIM_THRESHOLD",
     "bound_heap_retention",
     "large_allocations_mapped",
     "limit_heap_arenas",
@@ -40,8 +42,12 @@ _M_ARENA_MAX = -8
 # which is where glibc's dynamic threshold would have put them after the first image anyway.
 _LOAD_THRESHOLD = 128 * 1024
 _AFTER_LOAD_THRESHOLD = 32 * 1024 * 1024
-# A thread's arena gives the free memory at its top back from this size (bound_heap_retention).
-_SERVER_TRIM_THRESHOLD = 16 * 1024 * 1024
+# An arena gives the free memory at its top back from this size (bound_heap_retention): for
+# a process running the pipeline (above a 1080p request's per-call top, measured 16-32 MiB),
+# and for the server, where what a worker thread keeps matters more than its page faults.
+PIPELINE_TRIM_THRESHOLD = 64 * 1024 * 1024
+SERVER_TRIM_THRESHOLD = 16 * 1024 * 1024
+_trim_threshold: list[int] = []  # the one in force (the smallest asked for), once set
 # Model files from this size up load with mapped allocations (see large_allocations_mapped).
 LARGE_MODEL_BYTES = 256 * 1024 * 1024
 
@@ -119,23 +125,37 @@ def limit_heap_arenas(count: int) -> bool:
     return done
 
 
-def bound_heap_retention() -> bool:
-    """Fixed heap thresholds for a long-running process (the server); True if glibc took them.
+def bound_heap_retention(trim_threshold: int = PIPELINE_TRIM_THRESHOLD) -> bool:
+    """Fixed heap thresholds for a process that runs the pipeline; True if glibc took them.
 
-    ``malloc_trim`` returns the main arena's free pages, but not the free top of the arenas
-    that other threads (the server's workers, the helper pool) allocate from: glibc shrinks
-    those only on ``free``, once the top exceeds its trim threshold, and the dynamic
-    threshold reaches 64 MiB after the first large image. Measured, MiDaS small, 16 MP JPEG
-    to colour, 16-bit PNG and .npy in a worker thread, trimmed after each: RSS 42 MB above
-    idle with the defaults, at idle with these (mapped from 32 MiB, thread tops returned
-    above 16 MiB); 1080p request time within the run-to-run noise (48-55 ms either way).
+    Large buffers are mapped from 32 MiB (smaller ones come from the heap and are reused),
+    and an arena's free top is given back above ``trim_threshold``; of several callers, the
+    smallest threshold asked for stays. Estimators set it when made, the server (with
+    ``SERVER_TRIM_THRESHOLD``) before its workers start. Measured reasons:
+
+    - speed: with glibc's dynamic thresholds, a 1080p request's arrays larger than the
+      biggest block freed so far get fresh mappings; with a trim threshold below the
+      request's free top (16 MiB), that top is returned and faulted in again on every call.
+      MiDaS small INT8, 1080p JPEG to colour PNG, 2 threads, Xeon with AMX (session 7):
+      3,000-3,500 page faults and 41-47 ms a call with the dynamic thresholds or a 16 MiB
+      trim, about none and 33-35 ms from 32 MiB; peak RSS the same (157-162 MB);
+    - memory, in the server: ``malloc_trim`` returns the main arena's free pages, but not the
+      free top of the arenas other threads (its workers, the helper pool) allocate from: glibc
+      shrinks those only on ``free``, once the top exceeds the trim threshold, and the dynamic
+      threshold reaches 64 MiB after the first large image. MiDaS small, 16 MP JPEG to colour,
+      16-bit PNG and .npy in a worker thread, trimmed after each: RSS 42 MB above idle with
+      the defaults, at idle with a 16 MiB trim; 1080p request time within the run-to-run noise
+      (48-55 ms either way).
     """
     libc = _libc()
     if libc is None:
         return False
     with _mallopt_lock:
+        trim = min([trim_threshold, *_trim_threshold])
         done = bool(libc.mallopt(_M_MMAP_THRESHOLD, _AFTER_LOAD_THRESHOLD)) and bool(
-            libc.mallopt(_M_TRIM_THRESHOLD, _SERVER_TRIM_THRESHOLD)
+            libc.mallopt(_M_TRIM_THRESHOLD, trim)
         )
-    logger.debug("heap thresholds fixed (mmap 32 MiB, trim 16 MiB): %s", done)
+        if done:
+            _trim_threshold[:] = [trim]
+    logger.debug("heap thresholds fixed (mmap 32 MiB, trim %d MiB): %s", trim >> 20, done)
     return done

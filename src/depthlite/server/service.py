@@ -24,7 +24,7 @@ import numpy as np
 from depthlite._version import __version__
 from depthlite.errors import DepthliteError, InvalidOptionError
 from depthlite.estimator import DepthEstimator
-from depthlite.memory import bound_heap_retention
+from depthlite.memory import SERVER_TRIM_THRESHOLD, bound_heap_retention
 from depthlite.server.exceptions import (
     ModelUnavailableError,
     NotReadyError,
@@ -115,7 +115,7 @@ class Service:
         Called on the event loop (the lifespan start-up); jobs start once the model is ready.
         """
         # Before any worker thread allocates: their arenas then give freed image memory back.
-        bound_heap_retention()
+        bound_heap_retention(SERVER_TRIM_THRESHOLD)
         self._loop = asyncio.get_running_loop()
         self._sweeper = self._loop.create_task(self._sweep_uploads())
         self.pool.start()

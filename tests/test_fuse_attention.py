@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from depthlite.models.vit import Attention
-from depthlite.runtime.onnx import fuse_attention, optimize_model
+from depthlite.runtime.attention import fuse_attention
+from depthlite.runtime.onnx import optimize_model
 
 
 class _Block(torch.nn.Module):

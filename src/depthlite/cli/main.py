@@ -20,7 +20,8 @@ _COMMANDS = (predict, video, jobs, manage, bench, eval_command, serve)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="depthlite",
-        description="CPU-first monocular depth estimation (MiDaS v2.1 small).",
+        description="CPU-first monocular depth estimation: the official MiDaS family and Depth "
+        "Anything V2, exact, on ONNX Runtime.",
     )
     parser.add_argument("--version", action="version", version=f"depthlite {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

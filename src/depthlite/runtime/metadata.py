@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from depthlite.errors import WeightsError
 from depthlite.zoo.cards import ModelCard
@@ -27,6 +28,7 @@ __all__ = [
     "check_fits",
     "normalizes_inside",
     "official_size",
+    "read_metadata_props",
 ]
 
 logger = logging.getLogger(__name__)
@@ -116,3 +118,65 @@ def _warn_unknown_layout(path: str) -> None:
         path,
         NORMALIZES_INSIDE_KEY,
     )
+
+
+# ModelProto's field numbers (onnx.proto): metadata_props, and a StringStringEntryProto's two.
+_METADATA_PROPS, _KEY, _VALUE = 14, 1, 2
+
+
+def _varint(data: BinaryIO) -> int:
+    value, shift = 0, 0
+    while True:
+        byte = data.read(1)
+        if not byte or shift > 63:
+            raise ValueError("truncated or malformed protobuf varint")
+        value |= (byte[0] & 0x7F) << shift
+        if byte[0] < 0x80:
+            return value
+        shift += 7
+
+
+def _entry(raw: bytes) -> tuple[str, str]:
+    """One StringStringEntryProto: (key, value)."""
+    import io
+
+    fields = {_KEY: "", _VALUE: ""}
+    data = io.BytesIO(raw)
+    while data.tell() < len(raw):
+        tag = _varint(data)
+        if tag & 7 != 2:
+            raise ValueError("unexpected wire type in a metadata entry")
+        fields[tag >> 3] = data.read(_varint(data)).decode("utf-8", "replace")
+    return fields[_KEY], fields[_VALUE]
+
+
+def read_metadata_props(path: Path) -> dict[str, str]:
+    """An ONNX file's ``metadata_props``, read without onnx or a runtime session.
+
+    The model's top-level fields are walked and every other one (the graph: nearly the whole
+    file) is skipped by its length, so this reads a few hundred bytes: creating an ONNX Runtime
+    session only to read them took 86-90 ms of a 0.47 s ``depthlite predict`` (MiDaS small INT8
+    ``--weights``). Raises ValueError for a file that is not a protobuf message.
+    """
+    props: dict[str, str] = {}
+    with open(path, "rb") as data:
+        size = os.fstat(data.fileno()).st_size
+        while data.tell() < size:
+            tag = _varint(data)
+            field, wire = tag >> 3, tag & 7
+            if wire == 0:
+                _varint(data)
+            elif wire in (1, 5):
+                data.seek(8 if wire == 1 else 4, os.SEEK_CUR)
+            elif wire == 2:
+                length = _varint(data)
+                if field == _METADATA_PROPS:
+                    key, value = _entry(data.read(length))
+                    props[key] = value
+                else:
+                    data.seek(length, os.SEEK_CUR)
+            else:
+                raise ValueError(f"unexpected protobuf wire type {wire} in {path.name}")
+            if data.tell() > size:
+                raise ValueError(f"{path.name} is truncated")
+    return props

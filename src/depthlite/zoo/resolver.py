@@ -340,6 +340,9 @@ def _warn_official_onnx(model: str, side: int) -> None:
 
 def _is_int8(path: Path) -> bool:
     """Whether a user's --weights file is already quantized (ours say so in their metadata)."""
-    from depthlite.runtime.onnx import inspect_model
+    from depthlite.runtime.metadata import PRECISION_KEY, read_metadata_props
 
-    return inspect_model(path)[1].precision == "int8"
+    try:
+        return read_metadata_props(path).get(PRECISION_KEY) == "int8"
+    except (OSError, ValueError):  # not a readable ONNX file: the loader will say why
+        return False

@@ -48,3 +48,24 @@ def test_an_int8_weights_file_is_recognised_without_a_session(
     monkeypatch.setattr(onnx_backend, "inspect_model", no_inspection)
     est = DepthEstimator(weights=int8_onnx, precision="int8", progress=False)
     assert est.model_file.origin == "user"  # used as it is, not quantized again
+
+
+def test_a_broken_weights_file_for_int8_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import cv2
+
+    from conftest import test_image
+    from depthlite.cli.main import main
+    from depthlite.errors import BackendUnavailableError
+
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx file at all")
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), test_image(0, 48, 64))
+    code = main(["predict", str(photo), "-o", str(tmp_path / "out"), "--weights", str(broken),
+                 "--precision", "int8", "-q"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == BackendUnavailableError.exit_code
+    assert f"ONNX Runtime cannot load {broken}" in err and "--weights" in err
+    assert "Traceback" not in err

@@ -8,6 +8,7 @@ file used outside depthlite says what it expects and what it outputs, and a file
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import os
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ __all__ = [
     "PRECISION_KEY",
     "card_metadata",
     "check_fits",
+    "is_int8_file",
     "normalizes_inside",
     "official_size",
     "read_metadata_props",
@@ -138,8 +140,6 @@ def _varint(data: BinaryIO) -> int:
 
 def _entry(raw: bytes) -> tuple[str, str]:
     """One StringStringEntryProto: (key, value)."""
-    import io
-
     fields = {_KEY: "", _VALUE: ""}
     data = io.BytesIO(raw)
     while data.tell() < len(raw):
@@ -170,6 +170,8 @@ def read_metadata_props(path: Path) -> dict[str, str]:
                 data.seek(8 if wire == 1 else 4, os.SEEK_CUR)
             elif wire == 2:
                 length = _varint(data)
+                if data.tell() + length > size:
+                    raise ValueError(f"{path.name} is truncated")
                 if field == _METADATA_PROPS:
                     key, value = _entry(data.read(length))
                     props[key] = value
@@ -177,6 +179,15 @@ def read_metadata_props(path: Path) -> dict[str, str]:
                     data.seek(length, os.SEEK_CUR)
             else:
                 raise ValueError(f"unexpected protobuf wire type {wire} in {path.name}")
-            if data.tell() > size:
-                raise ValueError(f"{path.name} is truncated")
     return props
+
+
+def is_int8_file(path: Path) -> bool:
+    """Whether a user's ONNX file is already quantized (ours say so in their metadata).
+
+    An unreadable file is not: loading it then says what is wrong with it.
+    """
+    try:
+        return read_metadata_props(path).get(PRECISION_KEY) == "int8"
+    except (OSError, ValueError):
+        return False

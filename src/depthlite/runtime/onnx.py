@@ -121,10 +121,7 @@ def optimize_model(source: Path, target: Path) -> None:
         try:
             optimizing = _create_session(graph, 1, preoptimized=False, save_to=target)
         except Exception as exc:  # ORT raises its own untyped errors for bad files
-            raise BackendUnavailableError(
-                f"ONNX Runtime cannot load {source}: {exc}; delete the file to have it "
-                "downloaded or converted again, or pass a valid --weights file"
-            ) from exc
+            raise _cannot_load(source, exc) from exc
         del optimizing
 
 
@@ -157,11 +154,21 @@ def _format_of(session: ort.InferenceSession) -> ModelFormat:
     )
 
 
+def _cannot_load(path: Path, exc: Exception) -> BackendUnavailableError:
+    return BackendUnavailableError(
+        f"ONNX Runtime cannot load {path}: {exc}; delete the file to have it downloaded or "
+        "converted again, or pass a valid --weights file"
+    )
+
+
 def inspect_model(path: Path) -> tuple[str, ModelFormat]:
     """Input name and layout of an ONNX file, without optimising it."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own untyped errors for bad files
+        raise _cannot_load(path, exc) from exc
     return session.get_inputs()[0].name, _format_of(session)
 
 
@@ -180,10 +187,7 @@ class OnnxRuntimeBackend(Backend):
             )
             trim_heap()
         except Exception as exc:  # ORT raises its own untyped errors for bad files
-            raise BackendUnavailableError(
-                f"ONNX Runtime cannot load {self.model_path}: {exc}; delete the file to "
-                "have it downloaded or converted again, or pass a valid --weights file"
-            ) from exc
+            raise _cannot_load(self.model_path, exc) from exc
         inputs = self._session.get_inputs()
         outputs = self._session.get_outputs()
         if len(inputs) != 1 or len(outputs) < 1:

@@ -47,6 +47,7 @@ from depthlite.options import (
 )
 from depthlite.runtime.base import default_threads
 from depthlite.runtime.compare import Measurement, SessionFile, compare_sessions
+from depthlite.runtime.metadata import is_int8_file
 from depthlite.zoo import derive
 from depthlite.zoo.cards import ModelCard
 from depthlite.zoo.resolver import ResolvedFile, find_quantized, resolve, tool_versions
@@ -291,7 +292,7 @@ def choose_precision(
     store = functools.partial(_store, card, fp32.path, params, tools, force=exists)
     # Files we made are FP32 by recipe; a user's file may be INT8 already (reading that loads
     # the whole file, so the answer is recorded like a measurement).
-    if fp32.origin == "user" and _is_int8(fp32.path):
+    if fp32.origin == "user" and is_int8_file(fp32.path):
         return _announce(store(AutoChoice("int8", backend, "the model file is INT8 already")))
     if len(candidates) == 1:
         why = "; ".join(f"{p}: {reason}" for p, reason in skipped)
@@ -364,9 +365,3 @@ def _measure(
 
 def _session_file(precision: str, resolved: ResolvedFile) -> SessionFile:
     return SessionFile(precision, resolved.path, resolved.official, resolved.preoptimized)
-
-
-def _is_int8(path: Path) -> bool:
-    from depthlite.runtime.onnx import inspect_model
-
-    return inspect_model(path)[1].precision == "int8"

@@ -31,7 +31,7 @@ from depthlite.errors import (
     InputNotFoundError,
     OfflineError,
 )
-from depthlite.runtime.metadata import official_size
+from depthlite.runtime.metadata import is_int8_file, official_size
 from depthlite.zoo import derive
 from depthlite.zoo.architectures import architecture_of
 from depthlite.zoo.cards import ModelCard
@@ -209,7 +209,7 @@ def resolve(
             return ResolvedFile(path, "user", (f"user file {path}",))
         return _checkpoint(card, offline=offline, progress=progress)
     resolved = _fp32_onnx(card, weights, offline=offline, progress=progress)
-    if precision == "int8" and not (resolved.origin == "user" and _is_int8(resolved.path)):
+    if precision == "int8" and not (resolved.origin == "user" and is_int8_file(resolved.path)):
         path, made = ensure_quantized(card, resolved.path)
         resolved = ResolvedFile(
             path, "quantized", (*resolved.steps, _step(QUANTIZE_RECIPE, path, made))
@@ -336,13 +336,3 @@ def _warn_official_onnx(model: str, side: int) -> None:
         "official checkpoint for aspect-preserving input.",
         model, side, side,
     )  # fmt: skip
-
-
-def _is_int8(path: Path) -> bool:
-    """Whether a user's --weights file is already quantized (ours say so in their metadata)."""
-    from depthlite.runtime.metadata import PRECISION_KEY, read_metadata_props
-
-    try:
-        return read_metadata_props(path).get(PRECISION_KEY) == "int8"
-    except (OSError, ValueError):  # not a readable ONNX file: the loader will say why
-        return False

@@ -226,6 +226,7 @@ def _name_nodes_and_find_pixel_independent(path: Path) -> list[str]:
     weights); so do the nodes that combine pixels with such a computed table. Quantizing them
     is never a gain and is wrong: a table rounded to a range calibrated at a few input sizes
     is off at every other size (and OpenVINO cannot compile a quantized interpolation weight).
+    The banded head's source maps stay float too (``_band_sources``).
     """
     import onnx
 

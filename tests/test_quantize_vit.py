@@ -97,6 +97,39 @@ def test_shape_arithmetic_and_position_table_stay_float(tiny_vit_int8: Path) -> 
     assert arithmetic and not [n.name for n in arithmetic if set(n.input) & dequantized]
 
 
+def test_attention_products_stay_float_and_the_projections_do_not(tiny_vit_int8: Path) -> None:
+    """Recipe 4: q k^T, its softmax and the weighted sum of v run in float (faster: ONNX
+    Runtime's QLinearSoftmax was a fifth of DPT-Hybrid's INT8 time); the linear layers,
+    MatMuls with a weight, stay 8-bit."""
+    model = onnx.load(str(tiny_vit_int8))
+    weights = {init.name for init in model.graph.initializer}
+    producer = {out: node for node in model.graph.node for out in node.output}
+
+    def quantized(name: str) -> bool:
+        node = producer.get(name)
+        return node is not None and node.op_type == "DequantizeLinear"
+
+    def weighted(node: onnx.NodeProto) -> bool:
+        # A weight reaches a MatMul as DequantizeLinear(int8 initializer) once quantized.
+        return any(
+            i in weights or (quantized(i) and producer[i].input[0] in weights) for i in node.input
+        )
+
+    independent = _pixel_independent(model)  # the position table's resize has MatMuls too
+    matmuls = [n for n in model.graph.node if n.op_type == "MatMul"]
+    products = [n for n in matmuls if not weighted(n) and n.output[0] not in independent]
+    softmaxes = [n for n in model.graph.node if n.op_type == "Softmax"]
+    # Two blocks: two products each, one softmax each.
+    assert len(products) == 4 and len(softmaxes) == 2
+    # Nothing quantizes their outputs, so the scores and probabilities stay float: the
+    # softmax reads float scores. (q, k and v come dequantized from the projections.)
+    read_by_quantize = {n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    assert not [n.name for n in products + softmaxes if n.output[0] in read_by_quantize]
+    assert not [n.name for n in softmaxes if quantized(n.input[0])]
+    projections = [n for n in matmuls if weighted(n) and n.output[0] not in independent]
+    assert projections and all(all(quantized(i) for i in n.input) for n in projections)
+
+
 @pytest.mark.parametrize("size", [(518, 784), (266, 350), (140, 140)])
 def test_int8_vit_runs_at_sizes_it_was_not_calibrated_on(
     tiny_vit: Path, tiny_vit_int8: Path, size: tuple[int, int]

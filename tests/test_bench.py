@@ -37,3 +37,16 @@ def test_bench_measures_reports_and_draws(
     table = capsys.readouterr().out
     assert table == format_table(report) + "\n"
     assert "onnxruntime fp32 square" in table and "skipped" in table
+    assert report["bytecode_compiled"] is True and "bytecode compiled as an install" in table
+
+
+def test_cold_starts_read_compiled_bytecode_as_an_installed_package_does() -> None:
+    import importlib.util
+
+    import depthlite.estimator
+    from depthlite.bench.runner import installed_bytecode
+
+    source = depthlite.estimator.__file__
+    assert installed_bytecode()
+    cached = Path(importlib.util.cache_from_source(source))
+    assert cached.is_file() and cached.stat().st_mtime >= Path(source).stat().st_mtime

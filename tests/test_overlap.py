@@ -192,6 +192,6 @@ def test_omp_num_threads_counts_as_threads(monkeypatch: pytest.MonkeyPatch) -> N
     assert plan_layout(None, 2, 10) == Layout(2, 2)
 
 
-def test_a_layout_holds_one_image_per_worker() -> None:
+def test_a_layout_holds_one_image_per_worker_and_one_finished_out_of_order() -> None:
     assert Layout(4, 1).in_flight == 1
-    assert Layout(1, 4).in_flight == 4
+    assert Layout(1, 4).in_flight == 5

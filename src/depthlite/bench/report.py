@@ -62,7 +62,12 @@ def format_table(report: dict[str, Any]) -> str:
         "",
         "net: network only; pipe: JPEG bytes -> decode, preprocess, network, upsample, colour map,",
         "PNG encode (the 1920x1080 photo); RSS: peak of `depthlite predict` on that photo in its",
-        "own process; cold: wall time of that command, optimised-graph cache warm.",
+        "own process; cold: wall time of that command, optimised-graph cache warm, "
+        + (
+            "bytecode compiled as an install has it."
+            if report.get("bytecode_compiled", True)
+            else "modules compiled from source (!)."
+        ),
     ]
     return "\n".join(lines)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import compileall
 import json
 import logging
 import os
@@ -161,6 +162,19 @@ def _cli_run(args: list[str], env: dict[str, str]) -> tuple[float, float]:
         return wall, int(Path(report.name).read_text()) / 1024.0
 
 
+def installed_bytecode() -> bool:
+    """Compile depthlite's modules as ``pip install`` does; False if that was not possible.
+
+    A cold start of an installed package reads compiled bytecode. An editable install under
+    ``PYTHONDONTWRITEBYTECODE=1`` (set on the machines these figures came from) would
+    instead compile every module from source on every start: 60-70 ms of MiDaS small's
+    0.4 s, a cost no installed copy pays (docs/benchmarks.md, session 9). Python reads
+    bytecode that exists even with that variable set.
+    """
+    package = Path(__file__).resolve().parents[1]
+    return bool(compileall.compile_dir(package, quiet=1, workers=1))
+
+
 def _cold_start(cfg: WorkerConfig, env: dict[str, str], out: Path) -> dict[str, float]:
     args = [
         "predict", cfg.image, "--model", cfg.model, "--weights", cfg.weights,
@@ -212,6 +226,9 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = logger.info)
         progress("preparing model files (convert, quantize)")
         files = _model_files(opts, _checkpoint(opts, work))
         env = {**os.environ, "DEPTHLITE_HOME": os.environ.get("DEPTHLITE_HOME", str(work / "home"))}
+        bytecode = installed_bytecode()
+        if not bytecode:
+            progress("could not compile depthlite's bytecode: cold starts include compiling it")
         callers = max(2, opts.threads)
         card = get_card(opts.model)
         base_input = baseline_input(card)
@@ -260,7 +277,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = logger.info)
     base_ms = float(np.median([b["network"]["median_ms"] for b in baseline]))
     report = {"machine": machine(), "options": _options_dict(opts), "baseline_network_ms": base_ms,
               "baseline_input": list(base_input), "baseline_runs": baseline,
-              "rows": rows}  # fmt: skip
+              "rows": rows, "bytecode_compiled": bytecode}  # fmt: skip
     if peers is not None:
         report["peers"] = peers
         report["peer_summary"] = summary(rows, peers, list(base_input))

@@ -20,12 +20,17 @@ class Layout:
 
     @property
     def in_flight(self) -> int:
-        """Images between admission and the caller: one per worker (1: the caller's thread).
+        """Images between admission and the caller: one per worker, and one more with several
+        (1: the caller's thread).
 
-        A folder of 10,000 photos then holds ``workers`` images at a time; an image admitted
-        beyond them would only wait for a worker, holding nothing useful.
+        A folder of 10,000 photos then holds ``workers`` decoded images at a time (no more
+        threads work on them). The one more is for a worker that finished out of order: its
+        image waits to be reported in input order, holding only its written paths, and without
+        a free slot that worker would idle until the slower one finished (1:2 INT8 MiDaS small
+        on 96 1080p JPEGs, alternated in one process: 37.7-38.0 images/s without it,
+        39.0-39.8 with it; docs/benchmarks.md, session 9).
         """
-        return self.workers
+        return self.workers + 1 if self.workers > 1 else 1
 
 
 def plan_layout(threads: int | None, workers: int | None, count: int) -> Layout:

@@ -195,3 +195,22 @@ def test_omp_num_threads_counts_as_threads(monkeypatch: pytest.MonkeyPatch) -> N
 def test_a_layout_holds_one_image_per_worker_and_one_finished_out_of_order() -> None:
     assert Layout(4, 1).in_flight == 1
     assert Layout(1, 4).in_flight == 5
+
+
+def test_a_worker_that_finished_out_of_order_takes_the_next_image() -> None:
+    # Image 0 is slow; the other worker finishes image 1, and must go on to image 2 while
+    # image 0 is still running (a layout's one extra slot), not idle until 0 is reported.
+    layout = Layout(1, 2)
+    third_started = threading.Event()
+
+    def work(item: int, _: object) -> bool:
+        if item == 0:
+            return third_started.wait(timeout=5)
+        if item == 2:
+            third_started.set()
+        return True
+
+    stage = Stage("image", work, layout.workers)
+    with Overlap(range(3), [stage], in_flight=layout.in_flight) as outcomes:
+        values = [outcome.value for outcome in outcomes]
+    assert values == [True, True, True]

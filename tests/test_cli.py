@@ -306,3 +306,18 @@ def test_batches_still_get_a_progress_bar() -> None:
     bar = ProgressBar(2, quiet=False)
     assert bar.shown
     bar.close()
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_predict_maps_the_heap_for_one_image_only(
+    count: int, tmp_path: Path, converted_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from depthlite.cli import predict
+
+    # One image gains nothing from heap reuse (depthlite.memory.one_image_heap).
+    asked: list[bool] = []
+    monkeypatch.setattr(predict, "one_image_heap", lambda: asked.append(True) or True)
+    photos = [str(write_image(tmp_path / f"p{i}.jpg")) for i in range(count)]
+    assert main(["predict", *photos, "-q", "--weights", str(converted_onnx)]) == 0
+    assert asked == ([True] if count == 1 else [])
+    assert len(list(tmp_path.glob("*_color.png"))) == count

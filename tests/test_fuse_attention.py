@@ -1,4 +1,5 @@
-"""The ONNX Runtime optimise recipe fuses explicit ViT attention into MultiHeadAttention."""
+"""The ONNX Runtime optimise recipe fuses explicit ViT attention into MultiHeadAttention; the
+INT8 recipe splits it head by head."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from depthlite.models.vit import Attention
-from depthlite.runtime.attention import fuse_attention
+from depthlite.runtime.attention import fuse_attention, split_heads
 from depthlite.runtime.onnx import optimize_model
 
 
@@ -66,6 +67,28 @@ def test_attention_is_fused_and_computes_the_same(vit_onnx: Path, tmp_path: Path
         x = np.random.default_rng(1).uniform(-2, 2, shape).astype(np.float32)
         want = _run(vit_onnx, x)
         np.testing.assert_allclose(_run(fused, x), want, rtol=0, atol=1e-5 * float(np.ptp(want)))
+
+
+def test_attention_split_head_by_head_computes_the_same(vit_onnx: Path, tmp_path: Path) -> None:
+    """One head's scores at a time (INT8 recipe 5); each head's products are those of the
+    batched MatMul, so the outputs agree to float rounding (here: to the bit)."""
+    split = tmp_path / "per-head.onnx"
+    assert split_heads(vit_onnx, split) == 2
+    graph = onnx.load(str(split)).graph
+    ops = [node.op_type for node in graph.node]
+    assert ops.count("Softmax") == 2 * 4 and ops.count("Concat") >= 2  # 2 blocks of 4 heads
+    producers = {out: node for node in graph.node for out in node.output}
+    scores = [producers[n.input[0]] for n in graph.node if n.op_type == "Softmax"]
+    assert all(producers[i].op_type == "Split" for node in scores for i in node.input)
+    for shape in ((1, 3, 64, 64), (1, 3, 48, 96)):
+        x = np.random.default_rng(1).uniform(-2, 2, shape).astype(np.float32)
+        want = _run(vit_onnx, x)
+        np.testing.assert_allclose(_run(split, x), want, rtol=0, atol=1e-6 * float(np.ptp(want)))
+    # Nothing to split once fused, or without attention.
+    fused = tmp_path / "fused.onnx"
+    fuse_attention(vit_onnx, fused)
+    assert split_heads(fused, tmp_path / "none.onnx") == 0
+    assert not (tmp_path / "none.onnx").exists()
 
 
 def test_optimised_file_carries_the_fusion(vit_onnx: Path, tmp_path: Path) -> None:

@@ -202,3 +202,32 @@ def test_the_tightest_trim_threshold_asked_for_stays() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["16", "64"]
+
+
+_ONE_IMAGE_PROBE = (
+    _PROBE.split("with large_allocations_mapped", maxsplit=1)[0]
+    + """
+from depthlite import memory
+memory.bound_heap_retention()  # what every estimator sets when made
+reused = mapped_while_holding(8 << 20)
+memory.one_image_heap()
+alone = mapped_while_holding(8 << 20)
+with large_allocations_mapped(enabled=True):  # a large model's load, after it
+    pass
+loaded = mapped_while_holding(8 << 20)
+memory.bound_heap_retention()  # another estimator made later
+later = mapped_while_holding(8 << 20)
+print(reused, alone, loaded, later)
+"""
+)
+
+
+def test_one_image_maps_its_buffers_and_later_estimators_keep_that() -> None:
+    """``depthlite predict`` of one image: what decoding and preprocessing free goes back at
+    once instead of staying resident under the network's buffers."""
+    done = subprocess.run(
+        [sys.executable, "-c", _ONE_IMAGE_PROBE], capture_output=True, text=True, check=True
+    )
+    reused, alone, loaded, later = (int(v) for v in done.stdout.split())
+    assert reused == 0  # many images: an 8 MiB buffer comes from the heap, to be reused
+    assert (alone, loaded, later) == (1, 1, 1)

@@ -18,6 +18,7 @@ import torch
 
 from depthlite.metrics import agreement
 from depthlite.models import dinov2, quantize
+from depthlite.runtime.attention import HEADS_PREFIX
 from depthlite.transforms import InputPolicy, preprocess
 from depthlite.zoo import get_card
 
@@ -100,7 +101,8 @@ def test_shape_arithmetic_and_position_table_stay_float(tiny_vit_int8: Path) -> 
 def test_attention_products_stay_float_and_the_projections_do_not(tiny_vit_int8: Path) -> None:
     """Recipe 4: q k^T, its softmax and the weighted sum of v run in float (faster: ONNX
     Runtime's QLinearSoftmax was a fifth of DPT-Hybrid's INT8 time); the linear layers,
-    MatMuls with a weight, stay 8-bit."""
+    MatMuls with a weight, stay 8-bit. Recipe 5: head by head, the split and the concat in
+    float too."""
     model = onnx.load(str(tiny_vit_int8))
     weights = {init.name for init in model.graph.initializer}
     producer = {out: node for node in model.graph.node for out in node.output}
@@ -119,13 +121,19 @@ def test_attention_products_stay_float_and_the_projections_do_not(tiny_vit_int8:
     matmuls = [n for n in model.graph.node if n.op_type == "MatMul"]
     products = [n for n in matmuls if not weighted(n) and n.output[0] not in independent]
     softmaxes = [n for n in model.graph.node if n.op_type == "Softmax"]
-    # Two blocks: two products each, one softmax each.
-    assert len(products) == 4 and len(softmaxes) == 2
+    # Two blocks of two heads: two products per head, one softmax per head.
+    assert len(products) == 8 and len(softmaxes) == 4
     # Nothing quantizes their outputs, so the scores and probabilities stay float: the
     # softmax reads float scores. (q, k and v come dequantized from the projections.)
     read_by_quantize = {n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
     assert not [n.name for n in products + softmaxes if n.output[0] in read_by_quantize]
     assert not [n.name for n in softmaxes if quantized(n.input[0])]
+    around = [
+        n for n in model.graph.node
+        if n.op_type in {"Split", "Concat"} and n.name.startswith(HEADS_PREFIX)
+    ]  # fmt: skip
+    assert len(around) == 2 * 4  # per block: split q, k^T and v, concat the heads
+    assert not [n.name for n in around if set(n.output) & read_by_quantize]
     projections = [n for n in matmuls if weighted(n) and n.output[0] not in independent]
     assert projections and all(all(quantized(i) for i in n.input) for n in projections)
 

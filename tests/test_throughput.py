@@ -60,6 +60,40 @@ def test_overlapped_outputs_are_byte_for_byte_the_sequential_ones(
     np.testing.assert_array_equal(np.load(tmp_path / "two" / "p03.npy"), direct)
 
 
+@pytest.mark.parametrize(("formats", "held"), [(("color", "npy"), False), (("side",), True)])
+def test_the_network_runs_without_the_photo_unless_an_output_shows_it(
+    converted_onnx: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    formats: tuple[str, ...],
+    held: bool,
+) -> None:
+    """A decoded 1080p photo is 6 MB held under the network's buffers; only "side" and "ply"
+    read it after the network. The outputs are those of ``predict`` either way."""
+    est = DepthEstimator(weights=converted_onnx, threads=1, progress=False)
+    holding: list[bool] = []
+    run_network = est.run_network
+
+    def spy(prepared: object) -> np.ndarray:
+        holding.append(prepared.has_image)  # type: ignore[attr-defined]
+        return run_network(prepared)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(est, "run_network", spy)
+    (photo,) = _photos(tmp_path / "in", 1)
+    out = tmp_path / "out"
+    request = OutputRequest(formats=formats)
+    with depth_files(est, [ImageTask(photo.name, photo, out, Path(photo.stem))], request,
+                     Layout(1, 1)) as outcomes:  # fmt: skip
+        assert all(o.error is None for o in outcomes)
+    assert holding == [held]
+    if held:
+        side = cv2.imread(str(out / "p00_side.png"))
+        assert side.shape[1] == 2 * 44  # the photo beside its depth
+        np.testing.assert_array_equal(side[:, :44, ::-1], test_image(0, 60, 44))
+    else:
+        np.testing.assert_array_equal(np.load(out / "p00.npy"), est.predict(photo).depth)
+
+
 def test_a_failing_image_is_reported_alone_and_the_rest_is_written(
     estimator: DepthEstimator, tmp_path: Path
 ) -> None:

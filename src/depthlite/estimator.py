@@ -277,7 +277,7 @@ class DepthEstimator:
         rgb, size = prepared.image, prepared.full_size
         with _timed(prepared.timings, "postprocess"):
             depth = self.postprocess(network_output, *size)
-            if rgb.shape[:2] != size:
+            if prepared.has_image and rgb.shape[:2] != size:
                 # A reduced decode (fast_preprocess): outputs that show the photo (side, ply)
                 # need it at the depth's size; bilinear from the reduced pixels.
                 rgb = cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -114,3 +114,13 @@ class PreparedImage:
     @property
     def full_size(self) -> tuple[int, int]:
         return self.size or (self.image.shape[0], self.image.shape[1])
+
+    @property
+    def has_image(self) -> bool:
+        return self.image.size > 0
+
+    def without_image(self) -> PreparedImage:
+        """The same, without the decoded photo: for outputs that never show it, so that a
+        1080p photo's 6 MB are not held while the network runs (the result's ``image`` is then
+        empty)."""
+        return replace(self, image=np.empty((0, 0, 3), np.uint8), size=self.full_size)

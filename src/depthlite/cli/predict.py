@@ -26,6 +26,7 @@ from depthlite.cli.metres import (
 from depthlite.cli.workers import add_workers_option, estimator_for
 from depthlite.errors import EXIT_FAILURE, EXIT_OK, InputError, InvalidOptionError
 from depthlite.imageio import DepthInfo, ImageSource, InputItem, expand_inputs
+from depthlite.memory import one_image_heap
 from depthlite.pipeline import ImageTask, depth_files, plan_layout
 
 __all__ = ["register"]
@@ -100,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         error(str(failure))
     if not items:
         return EXIT_FAILURE
+    if len(items) == 1:
+        one_image_heap()
     layout = plan_layout(args.threads, args.workers, len(items))
     est = estimator_for(est, args, layout)
     est.load()  # model problems are fatal for the whole batch: fail before the first file

@@ -72,11 +72,13 @@ class _Steps:
         exif = self.request.needs_exif
         prepared = self.est.prepare(image, resize=self.resize, source=task.source, exif=exif)
         del image
+        # Only "side" and "ply" need the decoded photo.
+        if not self.request.needs_image:
+            prepared = prepared.without_image()
         output = self.est.run_network(prepared)
         result = self.est.complete(prepared, output)
         del prepared, output
         depth, info, focal = result.depth, result.info, result.exif
-        # Only "side" and "ply" need the decoded photo.
         photo = result.image if self.request.needs_image else None
         del result
         encoded, info = render_outputs(

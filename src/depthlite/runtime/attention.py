@@ -17,12 +17,14 @@ from typing import Any
 
 import onnxruntime as ort
 
-__all__ = ["FUSE_TOLERANCE", "fuse_attention", "fuse_in_subprocess"]
+__all__ = ["FUSE_TOLERANCE", "HEADS_PREFIX", "fuse_attention", "fuse_in_subprocess", "split_heads"]
 
 logger = logging.getLogger(__name__)
 
 # Largest |fused - unfused| allowed, as a fraction of the output range (the export's tolerance).
 FUSE_TOLERANCE = 1e-4
+# The names of the nodes split_heads makes start with this (the INT8 recipe keeps them float).
+HEADS_PREFIX = "depthlite_heads"
 
 
 def _has_softmax(path: Path) -> bool:
@@ -183,14 +185,96 @@ def _match_attention(
     return reshape.input[0], *heads, float(np.asarray(scale).reshape(())), merge
 
 
-def _fuse_graph(graph: Any) -> int:
-    from onnx import TensorProto, helper
+def split_heads(source: Path, target: Path) -> int:
+    """Rewrite each explicit attention block of ``source`` to compute its heads one by one.
 
+    ``softmax((q * s) @ k^T) @ v`` on (B, H, N, D) tensors holds every head's scores at
+    once: DPT-Hybrid at 384x672, 12 x 1009^2 floats, 49 MB, twice (scores, probabilities).
+    Split, a run holds one head's 4 MB at a time, and each head's products are the ones the
+    batched MatMul computed (DPT-Hybrid INT8: the same output to the bit). For graphs that
+    keep explicit attention: the INT8 recipe's (the fused MultiHeadAttention has no integer
+    kernel, and its CPU buffers were larger than the scores there, docs/benchmarks.md).
+    Returns how many blocks were rewritten; ``target`` is written only when some were.
+    """
+    if not _has_softmax(source):
+        return 0
+    import onnx
+
+    model = onnx.load(str(source))
+    count = _split_graph(model.graph)
+    if count:
+        onnx.save(model, str(target))
+    return count
+
+
+def _links(graph: Any) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """(producer of each tensor, consumers of each tensor)."""
     producers = {out: node for node in graph.node for out in node.output}
     consumers: dict[str, list[Any]] = {}
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
+    return producers, consumers
+
+
+def _split_graph(graph: Any) -> int:
+    producers, consumers = _links(graph)
+    blocks: dict[int, tuple[Any, Any, int]] = {}  # id(weighted MatMul) -> (scores, it, heads)
+    dropped: set[int] = set()
+    for node in graph.node:
+        if node.op_type != "Softmax" or node.domain not in ("", "ai.onnx"):
+            continue
+        found = _match_attention(node, graph, producers, consumers)
+        scores = producers[node.input[0]]
+        if found is None or len(consumers[scores.output[0]]) != 1:
+            continue
+        weighted = consumers[node.output[0]][0]
+        blocks[id(weighted)] = (scores, weighted, found[1])
+        dropped.update((id(scores), id(node)))
+    nodes: list[Any] = []
+    for node in graph.node:
+        if id(node) in blocks:  # its inputs all come before it, its readers after
+            prefix = f"{HEADS_PREFIX}{len(nodes)}_"
+            nodes.extend(_per_head(graph, prefix, *blocks[id(node)]))
+        elif id(node) not in dropped:
+            nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return len(blocks)
+
+
+def _per_head(graph: Any, prefix: str, scores: Any, weighted: Any, heads: int) -> list[Any]:
+    """The nodes of one block, head by head: Split q, k^T and v on the head axis, then per
+    head MatMul, Softmax, MatMul, and Concat back into the block's output."""
+    from onnx import TensorProto, helper
+
+    sizes = f"{prefix}sizes"
+    graph.initializer.append(helper.make_tensor(sizes, TensorProto.INT64, [heads], [1] * heads))
+    nodes, parts = [], {}
+    for role, name in (("q", scores.input[0]), ("k", scores.input[1]), ("v", weighted.input[1])):
+        parts[role] = [f"{prefix}{role}{h}" for h in range(heads)]
+        nodes.append(
+            helper.make_node("Split", [name, sizes], parts[role], axis=1, name=f"{prefix}{role}")
+        )
+    outputs = []
+    for h in range(heads):
+        score, prob, out = (f"{prefix}{kind}{h}" for kind in ("scores", "probs", "out"))
+        nodes += [
+            helper.make_node("MatMul", [parts["q"][h], parts["k"][h]], [score], name=score),
+            helper.make_node("Softmax", [score], [prob], axis=-1, name=prob),
+            helper.make_node("MatMul", [prob, parts["v"][h]], [out], name=out),
+        ]
+        outputs.append(out)
+    nodes.append(
+        helper.make_node("Concat", outputs, [weighted.output[0]], axis=1, name=f"{prefix}concat")
+    )
+    return nodes
+
+
+def _fuse_graph(graph: Any) -> int:
+    from onnx import TensorProto, helper
+
+    producers, consumers = _links(graph)
     position = {out: i for i, node in enumerate(graph.node) for out in node.output}
     replaced: dict[int, list[Any]] = {}
     for node in graph.node:

@@ -28,20 +28,27 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# ORT's arena extend strategies (OrtArenaCfg): 1 = kSameAsRequested.
-_SAME_AS_REQUESTED = 1
+# ORT's arena extend strategies (OrtArenaCfg): 0 = kNextPowerOfTwo, 1 = kSameAsRequested.
+_NEXT_POWER_OF_TWO = 0
+_MIN_FIRST_REGION = 16 << 20
 _env_arena_lock = threading.Lock()
 _env_arena_state: dict[str, bool] = {}  # "ready": registered (True) or failed (False)
 
 
-def _exact_env_arena() -> bool:
-    """Register, once per process, a shared CPU arena that grows by exactly what is asked.
+def _shared_int8_arena(model_bytes: int) -> bool:
+    """Register, once per process, the CPU arena INT8 sessions share (``use_env_allocators``).
 
-    The default arena grows by powers of two; for the INT8 model (small weights and packed
-    buffers) that rounding is 12-14 MB of a ~165 MB peak. Measured in one process, sessions
-    interleaved: INT8 -2 % to +5 % network time (within noise), 6 MB less at load, 7 MB
-    less after a run; FP32 grew 5-9 MB with it, so only INT8 sessions opt in
-    (``use_env_allocators``).
+    Its first region is 1.75x the first INT8 file's size, and it grows by powers of two. An
+    arena never gives a region back, and a tensor must fit in one free chunk: grown region by
+    region (the default's small first region, or exactly what each tensor asks), the
+    activations' regions fragment. One region that holds a whole run serves every tensor, and
+    its untouched pages cost nothing. ``depthlite predict`` INT8 on a 1080p JPEG, peak RSS
+    (docs/benchmarks.md, session 10): Depth Anything V2 Small 484 -> 360 MiB, MiDaS v2.1
+    large 282 -> 256, DPT-Hybrid 391 -> 363, MiDaS small about the same (144-148); the same
+    speed. Empirical: a first region just too small for the largest tensor costs it all
+    (Depth Anything V2 Small: 38 MiB gave 481 MiB, 39-56 MiB 357-362), and much larger ones
+    cost again (80 MiB: 385; DPT-Hybrid 384 MiB: 379, 1 GiB: 399); 1.75x is inside every
+    model's good range measured.
     """
     with _env_arena_lock:
         if "ready" not in _env_arena_state:
@@ -49,7 +56,10 @@ def _exact_env_arena() -> bool:
                 info = ort.OrtMemoryInfo(
                     "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
                 )
-                cfg = ort.OrtArenaCfg({"arena_extend_strategy": _SAME_AS_REQUESTED})
+                first = max(_MIN_FIRST_REGION, model_bytes * 7 // 4)
+                cfg = ort.OrtArenaCfg(
+                    {"arena_extend_strategy": _NEXT_POWER_OF_TWO, "initial_chunk_size_bytes": first}
+                )
                 ort.create_and_register_allocator(info, cfg)
                 _env_arena_state["ready"] = True
             except Exception as exc:  # an ORT build without it: keep the per-session arena
@@ -59,7 +69,7 @@ def _exact_env_arena() -> bool:
 
 
 def _session_options(
-    threads: int, *, preoptimized: bool, exact_arena: bool = False
+    threads: int, *, preoptimized: bool, int8_arena_for: int | None = None
 ) -> ort.SessionOptions:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
@@ -83,7 +93,7 @@ def _session_options(
     # 2 threads, AMD EPYC with AVX-512 VNNI: pipeline 26.1-26.8 ms instead of 31.3-36.1, network
     # the same (docs/benchmarks.md, session 6).
     opts.add_session_config_entry("session.force_spinning_stop", "1")
-    if exact_arena and _exact_env_arena():
+    if int8_arena_for is not None and _shared_int8_arena(int8_arena_for):
         opts.add_session_config_entry("session.use_env_allocators", "1")
     return opts
 
@@ -131,14 +141,17 @@ def _create_session(
     *,
     preoptimized: bool,
     save_to: Path | None = None,
-    exact_arena: bool = False,
+    int8_arena: bool = False,
 ) -> ort.InferenceSession:
-    opts = _session_options(threads, preoptimized=preoptimized, exact_arena=exact_arena)
+    size = path.stat().st_size
+    opts = _session_options(
+        threads, preoptimized=preoptimized, int8_arena_for=size if int8_arena else None
+    )
     if save_to is not None:
         opts.optimized_model_filepath = str(save_to)
         # ORT warns that such a file is hardware specific; the derivation key covers that.
         opts.log_severity_level = 3
-    with large_allocations_mapped(path.stat().st_size >= LARGE_MODEL_BYTES):
+    with large_allocations_mapped(size >= LARGE_MODEL_BYTES):
         return ort.InferenceSession(
             str(path), sess_options=opts, providers=["CPUExecutionProvider"]
         )
@@ -183,7 +196,7 @@ class OnnxRuntimeBackend(Backend):
                 self.model_path,
                 self.threads,
                 preoptimized=preoptimized,
-                exact_arena=self.precision == "int8",
+                int8_arena=self.precision == "int8",
             )
             trim_heap()
         except Exception as exc:  # ORT raises its own untyped errors for bad files

@@ -77,3 +77,25 @@ def test_bf16_runs_where_supported_and_says_why_not_elsewhere(converted_onnx: Pa
     reference = DepthEstimator(weights=converted_onnx).predict(img).depth
     score = agreement(est.predict(img).depth, reference)
     assert score.absrel < 0.05 and score.delta1 > 0.95
+
+
+def test_a_graph_the_cpu_plugin_cannot_compile_is_a_clear_error(
+    converted_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenVINO compiles per input shape, at the first image: its raw RuntimeError (seen for
+    DPT-Hybrid's INT8 graph) becomes the backend error the CLI and server report."""
+    est = DepthEstimator(backend="openvino", weights=converted_onnx)
+    backend = est.load()
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError(
+            "Exception from src/inference/src/cpp/core.cpp:117:\n"
+            "could not append an elementwise post-op\n"
+        )
+
+    monkeypatch.setattr(backend._core, "compile_model", fail)  # type: ignore[attr-defined]
+    with pytest.raises(BackendUnavailableError) as caught:
+        est.predict(test_image(3, 64, 96))
+    text = str(caught.value)
+    assert "could not append an elementwise post-op" in text and "core.cpp" not in text
+    assert "--backend onnxruntime" in text and converted_onnx.name.split(".")[0] in text

@@ -107,12 +107,26 @@ class OpenVinoBackend(Backend):
             model = self._model.clone()
             if self._format.fixed_size is None:
                 model.reshape({0: ov.PartialShape(list(shape))})
-            entry = _Compiled(self._core.compile_model(model, "CPU", self._config))
+            try:
+                compiled = self._core.compile_model(model, "CPU", self._config)
+            except Exception as exc:  # RuntimeError with the CPU plugin's own text
+                raise self._cannot_compile(shape, exc) from exc
+            entry = _Compiled(compiled)
             self._compiled[shape] = entry
             if len(self._compiled) > _MAX_SHAPES:
                 self._compiled.popitem(last=False)
             logger.debug("compiled %s for input %s", self.model_path.name, shape)
             return entry
+
+    def _cannot_compile(self, shape: tuple[int, ...], exc: Exception) -> BackendUnavailableError:
+        # Seen: DPT-Hybrid's INT8 (QDQ) graph ("could not append an elementwise post-op");
+        # ONNX Runtime runs the same file.
+        reason = next((ln for ln in reversed(str(exc).splitlines()) if ln.strip()), repr(exc))
+        return BackendUnavailableError(
+            f"OpenVINO cannot compile {self.model_path.name} ({self.precision}) for input "
+            f"{'x'.join(map(str, shape[2:]))}: {reason.strip()}; run this model with "
+            "--backend onnxruntime, or with OpenVINO at another --precision"
+        )
 
     def run(self, x: np.ndarray) -> np.ndarray:
         out = self._for_shape(tuple(x.shape)).run(x)

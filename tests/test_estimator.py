@@ -226,6 +226,9 @@ def test_the_int8_arena_starts_with_one_region_for_a_whole_run(
     monkeypatch.setattr(backend, "_env_arena_state", {})
     assert backend._shared_int8_arena(1 << 20)
     assert configs[-1]["initial_chunk_size_bytes"] == 16 << 20  # never below 16 MiB
+    monkeypatch.setattr(backend, "_env_arena_state", {})
+    assert backend._shared_int8_arena(3 << 30)
+    assert configs[-1]["initial_chunk_size_bytes"] == 1 << 30  # nor above what an int holds
 
 
 def test_int8_sessions_use_the_shared_arena_and_compute_the_same(

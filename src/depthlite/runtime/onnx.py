@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 # ORT's arena extend strategies (OrtArenaCfg): 0 = kNextPowerOfTwo, 1 = kSameAsRequested.
 _NEXT_POWER_OF_TWO = 0
 _MIN_FIRST_REGION = 16 << 20
+_MAX_FIRST_REGION = 1 << 30  # OrtArenaCfg holds it in an int
 _env_arena_lock = threading.Lock()
 _env_arena_state: dict[str, bool] = {}  # "ready": registered (True) or failed (False)
 
@@ -56,7 +57,7 @@ def _shared_int8_arena(model_bytes: int) -> bool:
                 info = ort.OrtMemoryInfo(
                     "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
                 )
-                first = max(_MIN_FIRST_REGION, model_bytes * 7 // 4)
+                first = min(max(_MIN_FIRST_REGION, model_bytes * 7 // 4), _MAX_FIRST_REGION)
                 cfg = ort.OrtArenaCfg(
                     {"arena_extend_strategy": _NEXT_POWER_OF_TWO, "initial_chunk_size_bytes": first}
                 )

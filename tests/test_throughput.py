@@ -94,6 +94,46 @@ def test_the_network_runs_without_the_photo_unless_an_output_shows_it(
         np.testing.assert_array_equal(np.load(out / "p00.npy"), est.predict(photo).depth)
 
 
+@pytest.mark.parametrize(("workers", "splits"), [(1, True), (2, False)])
+def test_images_in_flight_on_every_core_are_not_split_across_cores(
+    estimator: DepthEstimator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    workers: int,
+    splits: bool,
+) -> None:
+    """With one worker per core the other cores are busy with the other images: splitting an
+    image's resize, colour map or deflate across them only adds hand-offs (1.57x -> 1.67x at
+    two cores, docs/benchmarks.md). One worker keeps its bands on the idle cores."""
+    from depthlite import parallel
+
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
+    monkeypatch.setattr(parallel, "idle_core", lambda: True)  # whatever the machine's load
+    monkeypatch.setattr("depthlite.pipeline.images.usable_cores", lambda: 2)
+    handed: list[str] = []
+    pool = parallel.shared_pool()
+    submit = pool.submit
+
+    def counting(fn: object, *args: object) -> object:
+        handed.append(threading.current_thread().name)
+        return submit(fn, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pool, "submit", counting)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    photos = []
+    for index in range(3):  # 1.2 MP: large enough for every stage to split
+        photos.append(folder / f"big{index}.png")
+        cv2.imwrite(str(photos[-1]), test_image(index, 960, 1280)[..., ::-1])
+    out = tmp_path / "out"
+    tasks = [ImageTask(p.name, p, out, Path(p.stem)) for p in photos]
+    request = OutputRequest(formats=("color", "png16"))
+    with depth_files(estimator, tasks, request, Layout(1, workers)) as outcomes:
+        assert all(o.error is None for o in outcomes)
+    assert bool(handed) is splits, handed
+    assert len(list(out.glob("*_color.png"))) == 3
+
+
 def test_a_failing_image_is_reported_alone_and_the_rest_is_written(
     estimator: DepthEstimator, tmp_path: Path
 ) -> None:

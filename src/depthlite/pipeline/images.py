@@ -15,6 +15,7 @@ server, three pool turns per image instead of one.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from depthlite.errors import InputError
 from depthlite.estimator import DepthEstimator
 from depthlite.imageio import DepthInfo, ImageSource, OutputRequest, render_outputs, write_encoded
 from depthlite.memory import limit_heap_arenas
+from depthlite.parallel import one_core_per_image, usable_cores
 from depthlite.pipeline.layout import Layout
 from depthlite.pipeline.overlap import Overlap, Stage
 
@@ -59,6 +61,7 @@ class _Steps:
     request: OutputRequest
     resize: str | None
     run: RunFn
+    one_core: bool = False  # several images in flight, one per core: no bands across cores
 
     def image(self, task: ImageTask, _: object) -> Written:
         # One ``run`` per image, not per step: a server's pool hands out turns fairly, and
@@ -66,6 +69,10 @@ class _Steps:
         return self.run(self._image, task)  # type: ignore[no-any-return]
 
     def _image(self, task: ImageTask) -> Written:
+        with one_core_per_image() if self.one_core else nullcontext():
+            return self._steps(task)
+
+    def _steps(self, task: ImageTask) -> Written:
         # One frame, with ``del`` at each step: a caller's local would keep the decoded photo
         # and the network's output alive while the outputs are encoded (encoding is the peak).
         image = task.image() if callable(task.image) else task.image
@@ -105,7 +112,7 @@ def depth_files(
     image, or an output that could not be written) fails that image only. The estimator
     should be loaded (a model problem is then raised before the first image).
     """
-    steps = _Steps(est, request, resize, run)
+    steps = _Steps(est, request, resize, run, one_core=layout.workers >= usable_cores() > 1)
     if layout.workers > 1:
         limit_heap_arenas(layout.workers)
     stage = Stage("image", steps.image, layout.workers)

@@ -123,17 +123,11 @@ def one_image_heap() -> bool:
     session 10): MiDaS small INT8 154 -> 145 MiB, FP32 203 -> 190, DPT-Hybrid INT8 405 ->
     391, FP32 700 -> 695; wall time the same or lower.
     """
-    libc = _libc()
-    if libc is None:
+    if _libc() is None:
         return False
-    with _mallopt_lock:
-        _one_image[:] = [True]
-        _trim_threshold[:] = [_LOAD_THRESHOLD]
-        done = bool(libc.mallopt(_M_MMAP_THRESHOLD, _LOAD_THRESHOLD)) and bool(
-            libc.mallopt(_M_TRIM_THRESHOLD, _LOAD_THRESHOLD)
-        )
-    libc.malloc_trim(0)  # what the heap holds free now would serve the next buffers
-    logger.debug("heap for one image (mmap and trim from 128 KiB): %s", done)
+    _one_image[:] = [True]  # the mmap threshold bound_heap_retention (and a load) now set
+    done = bound_heap_retention(_LOAD_THRESHOLD)
+    trim_heap()  # what the heap holds free now would serve the next buffers
     return done
 
 
@@ -183,10 +177,13 @@ def bound_heap_retention(trim_threshold: int = PIPELINE_TRIM_THRESHOLD) -> bool:
         return False
     with _mallopt_lock:
         trim = min([trim_threshold, *_trim_threshold])
-        done = bool(libc.mallopt(_M_MMAP_THRESHOLD, _after_load_threshold())) and bool(
+        mapped = _after_load_threshold()
+        done = bool(libc.mallopt(_M_MMAP_THRESHOLD, mapped)) and bool(
             libc.mallopt(_M_TRIM_THRESHOLD, trim)
         )
         if done:
             _trim_threshold[:] = [trim]
-    logger.debug("heap thresholds fixed (mmap 32 MiB, trim %d MiB): %s", trim >> 20, done)
+    logger.debug(
+        "heap thresholds fixed (mmap %d KiB, trim %d KiB): %s", mapped >> 10, trim >> 10, done
+    )
     return done

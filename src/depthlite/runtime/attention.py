@@ -225,16 +225,19 @@ def _split_graph(graph: Any) -> int:
         if node.op_type != "Softmax" or node.domain not in ("", "ai.onnx"):
             continue
         found = _match_attention(node, graph, producers, consumers)
-        scores = producers[node.input[0]]
-        if found is None or len(consumers[scores.output[0]]) != 1:
+        if found is None:
+            continue
+        scores = producers[node.input[0]]  # a MatMul: _match_attention checked it
+        if len(consumers[scores.output[0]]) != 1:
             continue
         weighted = consumers[node.output[0]][0]
         blocks[id(weighted)] = (scores, weighted, found[1])
         dropped.update((id(scores), id(node)))
     nodes: list[Any] = []
+    numbers = {key: n for n, key in enumerate(blocks)}
     for node in graph.node:
         if id(node) in blocks:  # its inputs all come before it, its readers after
-            prefix = f"{HEADS_PREFIX}{len(nodes)}_"
+            prefix = f"{HEADS_PREFIX}{numbers[id(node)]}_"
             nodes.extend(_per_head(graph, prefix, *blocks[id(node)]))
         elif id(node) not in dropped:
             nodes.append(node)

@@ -45,7 +45,7 @@ def _shared_int8_arena(model_bytes: int) -> bool:
     activations' regions fragment. One region that holds a whole run serves every tensor, and
     its untouched pages cost nothing. ``depthlite predict`` INT8 on a 1080p JPEG, peak RSS
     (docs/benchmarks.md, session 10): Depth Anything V2 Small 487 -> 360 MiB, MiDaS v2.1
-    large 282 -> 256, DPT-Hybrid 391 -> 363, MiDaS small about the same (144-148); the same
+    large 275 -> 256, DPT-Hybrid 391 -> 363, MiDaS small about the same (144-148); the same
     speed. Empirical: a first region just too small for the largest tensor costs it all
     (Depth Anything V2 Small: 38 MiB gave 481 MiB, 39-56 MiB 357-362), and much larger ones
     cost again (80 MiB: 385; DPT-Hybrid 384 MiB: 379, 1 GiB: 399); 1.75x is inside every

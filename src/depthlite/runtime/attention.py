@@ -12,6 +12,7 @@ import logging
 import mmap
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -217,16 +218,22 @@ def _links(graph: Any) -> tuple[dict[str, Any], dict[str, list[Any]]]:
     return producers, consumers
 
 
+def _matched_blocks(
+    graph: Any, producers: dict[str, Any], consumers: dict[str, list[Any]]
+) -> Iterator[tuple[Any, tuple[str, int, int, float, Any]]]:
+    """Each standard Softmax that is one attention block, with ``_match_attention``'s facts."""
+    for node in graph.node:
+        if node.op_type == "Softmax" and node.domain in ("", "ai.onnx"):
+            found = _match_attention(node, graph, producers, consumers)
+            if found is not None:
+                yield node, found
+
+
 def _split_graph(graph: Any) -> int:
     producers, consumers = _links(graph)
     blocks: dict[int, tuple[Any, Any, int]] = {}  # id(weighted MatMul) -> (scores, it, heads)
     dropped: set[int] = set()
-    for node in graph.node:
-        if node.op_type != "Softmax" or node.domain not in ("", "ai.onnx"):
-            continue
-        found = _match_attention(node, graph, producers, consumers)
-        if found is None:
-            continue
+    for node, found in _matched_blocks(graph, producers, consumers):
         scores = producers[node.input[0]]  # a MatMul: _match_attention checked it
         if len(consumers[scores.output[0]]) != 1:
             continue
@@ -280,12 +287,7 @@ def _fuse_graph(graph: Any) -> int:
     producers, consumers = _links(graph)
     position = {out: i for i, node in enumerate(graph.node) for out in node.output}
     replaced: dict[int, list[Any]] = {}
-    for node in graph.node:
-        if node.op_type != "Softmax" or node.domain not in ("", "ai.onnx"):
-            continue
-        found = _match_attention(node, graph, producers, consumers)
-        if found is None:
-            continue
+    for _, found in _matched_blocks(graph, producers, consumers):
         qkv, heads, size, scale, merge = found
         n = len(replaced)
         sizes = f"depthlite_mha{n}_split"

@@ -26,37 +26,24 @@ wrote identical verified bytes.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import shutil
-import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import platformdirs
 
-from depthlite._version import __version__
+from depthlite.downloads import TransferError, download_hf, download_url
 from depthlite.errors import (
     DownloadError,
-    HashMismatchError,
     InputNotFoundError,
     OfflineError,
     WeightsError,
 )
-from depthlite.fsutil import atomic_path
-from depthlite.pins import (
-    file_sha256,
-    pinned_sha256,
-    published_mismatch,
-    verify_cached,
-    write_pin,
-)
+from depthlite.pins import file_sha256, pinned_sha256, verify_cached
 
 # The prefix lives in the catalog so no URL is restated here; DEPTHLITE_MODEL_MIRROR replaces it.
-from depthlite.zoo.cards import Artifact, ModelCard, Source
+from depthlite.zoo.cards import Artifact, ModelCard
 from depthlite.zoo.catalog import MIDAS_RELEASES
 
 __all__ = [
@@ -76,10 +63,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_CHUNK = 1 << 20
 _TIMEOUT = 30.0
 _TRUE = frozenset({"1", "true", "yes", "on"})
-_USER_AGENT = f"depthlite/{__version__}"
 
 
 @dataclass(frozen=True)
@@ -91,10 +76,6 @@ class CachedFile:
     size: int | None
     sha256: str | None
     kind: str
-
-
-class _TransferError(Exception):
-    """One URL failed (the message is the reason); callers add the URL and guidance."""
 
 
 def cache_dir() -> Path:
@@ -276,11 +257,11 @@ def _download_any(
         address = _mirrored(source.address)
         try:
             if source.is_hf:
-                _download_hf(source, final, artifact, progress=progress, timeout=timeout)
+                download_hf(source, final, artifact, progress=progress, timeout=timeout)
             else:
-                _download(address, final, artifact, progress=progress, timeout=timeout)
+                download_url(address, final, artifact, progress=progress, timeout=timeout)
             return []
-        except _TransferError as exc:
+        except TransferError as exc:
             logger.warning("download failed, %s: %s", address, exc)
             tried.append(f"{address} ({exc})")
     return tried
@@ -313,120 +294,3 @@ def _offline_message(subject: str, artifact: Artifact, path: Path, offline: bool
     return f"{subject}: weights not cached and downloads are disabled ({reason}). " + _guidance(
         artifact, path
     )
-
-
-def _download(url: str, final: Path, artifact: Artifact, *, progress: bool, timeout: float) -> None:
-    logger.info("downloading %s to %s", url, final)
-    with atomic_path(final) as tmp, tmp.open("wb") as out:
-        digest = _stream(url, out, final.name, progress=progress, timeout=timeout)
-        # On disk before the rename: a power cut must not leave an empty file under the name.
-        out.flush()
-        os.fsync(out.fileno())
-        _check_published(digest, artifact, final, url)
-    _pin_downloaded(final, digest)
-
-
-def _check_published(digest: str, artifact: Artifact, final: Path, address: str) -> None:
-    expected = published_mismatch(digest, artifact)
-    if expected is not None:
-        raise HashMismatchError(
-            f"{final.name} downloaded from {address}: SHA-256 mismatch: expected {expected}, "
-            f"got {digest}; the file was discarded"
-        )
-
-
-def _pin_downloaded(final: Path, digest: str) -> None:
-    # Pin after the rename: a crash in between leaves an unpinned file, which the next load
-    # verifies and pins; pinning first could leave a pin describing a file that never arrived.
-    write_pin(final, digest)
-    logger.info("saved %s (sha256 %s)", final, digest)
-
-
-def _download_hf(
-    source: Source, final: Path, artifact: Artifact, *, progress: bool, timeout: float
-) -> None:
-    """One Hugging Face file via ``hf_hub_download``, verified and renamed like any download.
-
-    It downloads into a private folder next to the target (``local_dir``: no second copy in
-    the Hugging Face cache), so the same hash check, atomic rename and pin apply.
-    """
-    try:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
-    except ImportError as exc:
-        raise _TransferError(
-            "huggingface_hub is not installed: pip install huggingface_hub"
-        ) from exc
-    final.parent.mkdir(parents=True, exist_ok=True)
-    logger.info("downloading %s to %s", source.address, final)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
-    (enable_progress_bars if progress else disable_progress_bars)()
-    try:
-        try:
-            got = hf_hub_download(
-                str(source.hf_repo), str(source.hf_filename), revision=source.hf_revision,
-                local_dir=staging, endpoint=os.environ.get("HF_ENDPOINT") or None,
-                etag_timeout=timeout, library_name="depthlite", library_version=__version__,
-            )  # fmt: skip
-        except Exception as exc:  # HTTP, network and hub errors, each with its own type
-            raise _TransferError(_hf_reason(exc)) from exc
-        digest = file_sha256(Path(str(got)))
-        _check_published(digest, artifact, final, source.address)
-        os.replace(str(got), final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    _pin_downloaded(final, digest)
-
-
-def _hf_reason(exc: Exception) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-
-
-def _stream(url: str, out: IO[bytes], label: str, *, progress: bool, timeout: float) -> str:
-    """Copy ``url`` into ``out``; return the SHA-256 of what arrived, complete or raise."""
-    # Imported here, not at the top: urllib.request pulls in ssl and http.client, and tqdm
-    # is heavy too (about 20 MB of RSS together), which every run would pay for a download
-    # that happens once.
-    import http.client
-    import urllib.error
-    import urllib.request
-
-    from tqdm import tqdm
-
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
-    hasher = hashlib.sha256()
-    received = 0
-    expected: int | None = None
-    try:
-        # urlopen follows redirects itself (GitHub release assets answer 302 to a CDN).
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            length = response.headers.get("Content-Length", "")
-            expected = int(length) if length.isdigit() else None
-            with tqdm(
-                total=expected,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=label,
-                file=sys.stderr,
-                disable=not progress,
-            ) as bar:
-                while chunk := response.read(_CHUNK):
-                    hasher.update(chunk)
-                    out.write(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-    except urllib.error.HTTPError as exc:
-        raise _TransferError(f"HTTP {exc.code} {exc.reason}") from exc
-    except urllib.error.URLError as exc:
-        raise _TransferError(str(exc.reason)) from exc
-    except (http.client.HTTPException, OSError) as exc:
-        if expected is None and not received:
-            raise _TransferError(str(exc) or type(exc).__name__) from exc
-        of = f" of {expected}" if expected is not None else ""
-        raise _TransferError(f"truncated: got {received}{of} bytes ({exc!r})") from exc
-    # http.client returns a short body without complaint when the peer closes early.
-    if expected is not None and received != expected:
-        raise _TransferError(f"truncated: got {received} of {expected} bytes")
-    return hasher.hexdigest()

@@ -6,7 +6,8 @@
 Makes ``--images`` 1920x1080 JPEGs (``natural_looking_image``, a different crop each), and
 synthetic MiDaS small weights (converted and quantized like the real ones: the same graph,
 so the same speed). Each layout ``THREADS:WORKERS`` ("auto": what ``depthlite
-predict`` picks for many images here) runs in its own process, the rounds alternating the
+predict`` picks for many images here; "1cpu": ``1:1`` in a process whose CPU affinity is one
+core, so nothing of it can run on another) runs in its own process, the rounds alternating the
 layouts; a process loads the model, warms up on one image, then times the colour PNGs of all
 images (decode to written file, ``depthlite.pipeline.depth_files`` as ``predict`` runs it).
 Printed: images/s (median over rounds), each layout's ratio to the first, CPU time per image
@@ -70,9 +71,14 @@ def _model_file(precision: str, work: Path) -> Path:
     return _model_files(opts, _synthetic_checkpoint(opts.model, work))[precision]
 
 
+PINNED = "1cpu"
+
+
 def _layout(text: str, count: int) -> Any:
     from depthlite.pipeline import Layout, plan_layout
 
+    if text == PINNED:
+        return Layout(1, 1)
     if text == "auto":
         return plan_layout(None, None, count)
     threads, workers = (int(part) for part in text.split(":"))
@@ -81,6 +87,8 @@ def _layout(text: str, count: int) -> Any:
 
 def child(config: dict[str, Any]) -> None:
     """One timed run, in this process; prints one JSON line."""
+    if config["layout"] == PINNED:  # before anything starts a thread
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     from depthlite.estimator import DepthEstimator
     from depthlite.imageio import OutputRequest
     from depthlite.pipeline import ImageTask, depth_files

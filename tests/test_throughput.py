@@ -94,17 +94,20 @@ def test_the_network_runs_without_the_photo_unless_an_output_shows_it(
         np.testing.assert_array_equal(np.load(out / "p00.npy"), est.predict(photo).depth)
 
 
-@pytest.mark.parametrize(("workers", "splits"), [(1, True), (2, False)])
+@pytest.mark.parametrize(
+    ("layout", "splits"), [(Layout(2, 1), True), (Layout(1, 1), False), (Layout(1, 2), False)]
+)
 def test_images_in_flight_on_every_core_are_not_split_across_cores(
     estimator: DepthEstimator,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    workers: int,
+    layout: Layout,
     splits: bool,
 ) -> None:
     """With one worker per core the other cores are busy with the other images: splitting an
     image's resize, colour map or deflate across them only adds hand-offs (1.57x -> 1.67x at
-    two cores, docs/benchmarks.md). One worker keeps its bands on the idle cores."""
+    two cores, docs/benchmarks.md). One worker of several threads keeps its bands on the idle
+    cores; one of one thread (``--threads 1``) stays on one core."""
     from depthlite import parallel
 
     monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
@@ -128,7 +131,7 @@ def test_images_in_flight_on_every_core_are_not_split_across_cores(
     out = tmp_path / "out"
     tasks = [ImageTask(p.name, p, out, Path(p.stem)) for p in photos]
     request = OutputRequest(formats=("color", "png16"))
-    with depth_files(estimator, tasks, request, Layout(1, workers)) as outcomes:
+    with depth_files(estimator, tasks, request, layout) as outcomes:
         assert all(o.error is None for o in outcomes)
     assert bool(handed) is splits, handed
     assert len(list(out.glob("*_color.png"))) == 3

@@ -224,6 +224,37 @@ def test_parallel_inference_keeps_frame_order(
         np.testing.assert_allclose(depth[index], expected, rtol=2e-3, atol=1e-3)
 
 
+@pytest.mark.parametrize("threads_workers", [(2, 1), (1, 1), (2, 2)])
+def test_frames_in_flight_on_every_core_keep_their_bands_on_their_thread(
+    clip: Path,
+    converted_onnx: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    threads_workers: tuple[int, int],
+) -> None:
+    """As in ``depth_files``: one frame in the network per core leaves no core idle for the
+    other stages' row bands, so each thread runs its own (``parallel.one_core_per_image``);
+    so does a 1-thread session (``--threads 1``: one core)."""
+    from depthlite import parallel
+    from depthlite.video import pipeline
+
+    threads, workers = threads_workers
+    monkeypatch.setattr(pipeline, "usable_cores", lambda: 2)
+    estimator = DepthEstimator(weights=converted_onnx, threads=threads, progress=False)
+    seen: list[bool] = []
+
+    def infer(x: np.ndarray) -> np.ndarray:
+        seen.append(parallel.runs_bands_itself())
+        return estimator.infer(x)
+
+    report = process_video(
+        estimator, clip, tmp_path / "o.npz", VideoOptions(max_frames=6), infer=infer,
+        workers=workers,
+    )  # fmt: skip
+    assert report.frames == 6
+    assert seen == [threads == 1 or workers == 2] * 6  # 2 workers: one frame per core
+
+
 def test_odd_frame_sizes_are_padded_for_h264(converted_onnx: Path, tmp_path: Path) -> None:
     from depthlite.video.ffmpeg import ffmpeg_executable
 

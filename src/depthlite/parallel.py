@@ -10,13 +10,22 @@ inherited through ``fork()`` has no threads and would never run anything.
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
-__all__ = ["idle_core", "one_core_per_image", "run_split", "shared_pool", "usable_cores"]
+__all__ = [
+    "get_unless_stopped",
+    "idle_core",
+    "one_core_per_image",
+    "run_split",
+    "runs_bands_itself",
+    "shared_pool",
+    "usable_cores",
+]
 
 T = TypeVar("T")
 
@@ -74,6 +83,24 @@ def one_core_per_image() -> Iterator[None]:
         _local.whole = before
 
 
+def get_unless_stopped(
+    q: queue.Queue[Any], stop: threading.Event, poll: float, stopped: Any = None
+) -> Any:
+    """The next item of ``q``, waiting in ``poll``-second steps so that a set ``stop`` ends
+    the wait (a blocking ``get`` would hang a stage whose producer died); ``stopped`` then."""
+    while not stop.is_set():
+        try:
+            return q.get(timeout=poll)
+        except queue.Empty:
+            continue
+    return stopped
+
+
+def runs_bands_itself() -> bool:
+    """Whether this thread is inside :func:`one_core_per_image`."""
+    return bool(getattr(_local, "whole", False))
+
+
 def run_split(first: Callable[[], T], others: Sequence[Callable[[], T]]) -> list[T]:
     """``others`` on the shared pool while ``first`` runs on the calling thread; all results.
 
@@ -81,7 +108,7 @@ def run_split(first: Callable[[], T], others: Sequence[Callable[[], T]]) -> list
     pool (its workers taken by other callers, or no core free to run them) costs nothing.
     """
     if (
-        getattr(_local, "whole", False)
+        runs_bands_itself()
         or threading.current_thread().name.startswith(_PREFIX)
         or not idle_core()
     ):

@@ -123,8 +123,9 @@ def add_model_options(parser: argparse.ArgumentParser, *, runtime: bool = True) 
     group.add_argument(
         "--threads",
         type=positive_int,
-        help="intra-op threads per image (default: OMP_NUM_THREADS, else every core for one "
-        "image and 1 per worker for several; see --workers)",
+        help="threads per image (default: OMP_NUM_THREADS, else every core for one image and "
+        "1 per worker for several; see --workers); with 1, an image uses one core: the stages "
+        "around the network are not split across the others either",
     )
     add_fast_preprocess_option(group)
 

@@ -61,7 +61,7 @@ class _Steps:
     request: OutputRequest
     resize: str | None
     run: RunFn
-    one_core: bool = False  # several images in flight, one per core: no bands across cores
+    one_core: bool = False  # no bands across cores (see depth_files)
 
     def image(self, task: ImageTask, _: object) -> Written:
         # One ``run`` per image, not per step: a server's pool hands out turns fairly, and
@@ -112,7 +112,11 @@ def depth_files(
     image, or an output that could not be written) fails that image only. The estimator
     should be loaded (a model problem is then raised before the first image).
     """
-    steps = _Steps(est, request, resize, run, one_core=layout.workers >= usable_cores() > 1)
+    # An image keeps its bands on its own thread when every core has an image of its own,
+    # and when the user asked for one thread per image (``--threads 1``: one core, not one
+    # core for the network and the idle ones for the stages around it).
+    one_core = layout.threads == 1 or layout.workers >= usable_cores() > 1
+    steps = _Steps(est, request, resize, run, one_core=one_core)
     if layout.workers > 1:
         limit_heap_arenas(layout.workers)
     stage = Stage("image", steps.image, layout.workers)

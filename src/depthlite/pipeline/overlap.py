@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+from depthlite.parallel import get_unless_stopped
+
 __all__ = ["Outcome", "Overlap", "Stage"]
 
 T = TypeVar("T")
@@ -178,12 +180,7 @@ class Overlap(Generic[T]):
 
     def _get(self, inbox: queue.Queue[Any]) -> Any:
         """The next entry, or None once stopped."""
-        while not self._stop.is_set():
-            try:
-                return inbox.get(timeout=_POLL_SECONDS)
-            except queue.Empty:
-                continue
-        return None
+        return get_unless_stopped(inbox, self._stop, _POLL_SECONDS)
 
     def _collect(self) -> Iterator[Outcome[T]]:
         # Workers of one stage finish out of order; ``waiting`` holds at most ``in_flight``.

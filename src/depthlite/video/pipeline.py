@@ -17,9 +17,9 @@ stage, kills the children and removes the partial output.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,10 +40,12 @@ from depthlite.geometry.calibration import (
 )
 from depthlite.imageio.depthfile import DepthInfo
 from depthlite.normalize import NormalizerOptions
+from depthlite.parallel import usable_cores
 from depthlite.runtime.base import default_threads
 from depthlite.transforms import InputPolicy, preprocess
 from depthlite.video.ffmpeg import FrameReader, VideoInfo, probe
 from depthlite.video.sinks import FrameSink, open_sink, output_format
+from depthlite.video.stages import END, Stages, on_one_core
 
 __all__ = ["MAX_FRAMES", "ProgressCallback", "VideoOptions", "VideoReport", "process_video"]
 
@@ -54,8 +56,6 @@ ProgressCallback = Callable[[int, "int | None"], None]
 _QUEUE_FRAMES = 4
 # Far above any real video (a day at 240 fps is 21M frames) and far below SQLite's int64.
 MAX_FRAMES = 100_000_000
-_POLL_SECONDS = 0.1
-_END = object()
 
 
 @dataclass(frozen=True)
@@ -148,49 +148,6 @@ class VideoReport:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-class _Stages:
-    """The shared stop flag and first error of the three threads."""
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
-        self._lock = threading.Lock()
-
-    def fail(self, exc: BaseException) -> None:
-        with self._lock:
-            if self.error is None:
-                self.error = exc
-        self.stop.set()
-
-    def put(self, q: queue.Queue[Any], item: Any) -> bool:
-        while not self.stop.is_set():
-            try:
-                q.put(item, timeout=_POLL_SECONDS)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def get(self, q: queue.Queue[Any]) -> Any:
-        while not self.stop.is_set():
-            try:
-                return q.get(timeout=_POLL_SECONDS)
-            except queue.Empty:
-                continue
-        return _END
-
-    def thread(self, target: Callable[[], None], name: str) -> threading.Thread:
-        def run() -> None:
-            try:
-                target()
-            except BaseException as exc:  # handed to the caller's thread
-                self.fail(exc)
-
-        worker = threading.Thread(target=run, name=name, daemon=True)
-        worker.start()
-        return worker
-
-
 def _expected(info: VideoInfo, options: VideoOptions) -> int | None:
     expected = info.frames_between(options.start, options.end)
     if options.max_frames is not None:
@@ -266,7 +223,7 @@ def process_video(
     )
     run.expected = _expected(info, options)
     start = time.perf_counter()
-    run.run(workers or inference_workers(estimator))
+    run.run(workers or inference_workers(estimator), one_thread=estimator.threads == 1)
     seconds = time.perf_counter() - start
     return _finish(
         run.stages, sink, fmt=fmt, frames=run.done, seconds=seconds, info=info, source=source
@@ -308,11 +265,13 @@ class _Run:
         self.progress = progress
         self.expected: int | None = None
         self.done = 0
-        self.stages = _Stages()
+        self.stages = Stages()
         self.frames: queue.Queue[Any] = queue.Queue(_QUEUE_FRAMES)
         self.depths: queue.Queue[Any] = queue.Queue(_QUEUE_FRAMES)
 
-    def run(self, workers: int) -> None:
+    def run(self, workers: int, *, one_thread: bool = False) -> None:
+        """The stages on their threads; ``one_thread``: a 1-thread session, whose frames keep
+        their row bands on their own threads too (as ``depth_files`` does)."""
         if self.progress is not None:
             try:
                 self.progress(0, self.expected)  # may raise (a job cancelled before it began)
@@ -320,12 +279,14 @@ class _Run:
                 self.stages.fail(exc)
                 self.reader.close()
                 return
-        threads = [self.stages.thread(lambda: self.read(workers), "depthlite-video-read")]
-        threads.append(self.stages.thread(lambda: self.write(workers), "depthlite-video-write"))
+        one_core = one_thread or workers >= usable_cores() > 1
+        stage = functools.partial(self.stages.thread, one_core=one_core)
+        threads = [stage(lambda: self.read(workers), "depthlite-video-read")]
+        threads.append(stage(lambda: self.write(workers), "depthlite-video-write"))
         for index in range(1, workers):
-            threads.append(self.stages.thread(self.infer, f"depthlite-video-infer-{index}"))
+            threads.append(stage(self.infer, f"depthlite-video-infer-{index}"))
         try:
-            self.infer()  # in the caller's thread: Ctrl-C lands here
+            on_one_core(self.infer, one_core)()  # in the caller's thread: Ctrl-C lands here
         except BaseException as exc:
             self.stages.fail(exc)
         if self.stages.error is not None:
@@ -347,15 +308,15 @@ class _Run:
                 return
             index += 1
         for _ in range(workers):  # one end marker per inference worker
-            self.stages.put(self.frames, _END)
+            self.stages.put(self.frames, END)
 
     def infer(self) -> None:
-        while (item := self.stages.get(self.frames)) is not _END:
+        while (item := self.stages.get(self.frames)) is not END:
             index, rgb, x = item
             depth = self.upsample(self.infer_fn(x), rgb.shape[0], rgb.shape[1])
             if not self.stages.put(self.depths, (index, rgb, depth)):
                 return
-        self.stages.put(self.depths, _END)
+        self.stages.put(self.depths, END)
 
     def write(self, workers: int) -> None:
         # Workers finish out of order; frames are written (and normalised) in order.
@@ -363,7 +324,7 @@ class _Run:
         ended = 0
         while ended < workers:
             item = self.stages.get(self.depths)
-            if item is _END:
+            if item is END:
                 if self.stages.stop.is_set():
                     return
                 ended += 1
@@ -388,7 +349,7 @@ class _Run:
 
 
 def _finish(
-    stages: _Stages,
+    stages: Stages,
     sink: FrameSink,
     *,
     fmt: str,

@@ -33,9 +33,11 @@ def test_summary_takes_depthlite_best_and_the_fastest_peer_per_figure() -> None:
     ]  # fmt: skip
     peers: list[dict[str, Any]] = [
         {"peer": "torch_eager", "input": [518, 924], "network": _timing(400.0),
-         "network_at_baseline_input": _timing(300.0), "pipeline": _timing(600.0)},
+         "network_at_baseline_input": _timing(300.0), "pipeline": _timing(600.0),
+         "pipeline_input": [518, 924]},
         {"peer": "transformers", "input": [518, 924], "network": None,
-         "network_at_baseline_input": _timing(200.0), "pipeline": _timing(800.0)},
+         "network_at_baseline_input": _timing(200.0), "pipeline": _timing(800.0),
+         "pipeline_input": [518, 518]},
     ]  # fmt: skip
     got = summary(rows, peers, [518, 686])
     assert got["pipeline"]["depthlite"] == "openvino fp32 square"
@@ -46,7 +48,25 @@ def test_summary_takes_depthlite_best_and_the_fastest_peer_per_figure() -> None:
     # Only keep_aspect rows ran the photo's keep-aspect input; a peer without it is left out.
     assert got["network_at_photo_input"]["depthlite"] == "onnxruntime int8 keep_aspect"
     assert got["network_at_photo_input"]["ratio"] == pytest.approx(40.0 / 400.0)
+    # Like for like: the fastest peer's pipeline (518x924) against depthlite's at 518x924.
+    same = got["pipeline_same_input"]
+    assert (same["depthlite"], same["input"]) == ("onnxruntime int8 keep_aspect", [518, 924])
+    assert same["ratio"] == pytest.approx(90.0 / 600.0)
     assert summary(rows, [{"peer": "transformers", "skipped": "x"}], [518, 686])["pipeline"] is None
+    older = [{k: v for k, v in p.items() if k != "pipeline_input"} for p in peers]
+    assert summary(rows, older, [518, 686])["pipeline_same_input"] is None
+
+
+def test_each_peer_pipeline_runs_its_own_network_input() -> None:
+    """transformers' DPT pipeline is square (384x384) where the original code keeps the
+    aspect (384x672 for a 1080p photo); its Depth Anything keeps the aspect too."""
+    from depthlite.bench.peers import peer_pipeline_input
+
+    hybrid, small = get_card("dpt_hybrid_384"), get_card("depth_anything_v2_small")
+    assert peer_pipeline_input(hybrid, "transformers", *PHOTO_SIZE) == (384, 384)
+    assert peer_pipeline_input(hybrid, "torch_eager", *PHOTO_SIZE) == (384, 672)
+    assert peer_pipeline_input(small, "transformers", *PHOTO_SIZE) == (518, 924)
+    assert peer_pipeline_input(small, "torch_eager", *PHOTO_SIZE) == photo_input(small, *PHOTO_SIZE)
 
 
 @pytest.mark.slow
@@ -66,6 +86,7 @@ def test_peers_for_midas_small_time_torch_eager_and_say_transformers_has_no_port
     eager, hf = peers
     assert eager["peer"] == "torch_eager" and "skipped" not in eager
     assert eager["input"] == list(photo_input(card, *PHOTO_SIZE)) == [128, 256]
+    assert eager["pipeline_input"] == [128, 256]  # the original code's keep-aspect transform
     for key in ("network", "network_at_baseline_input", "pipeline"):
         assert 0 < eager[key]["median_ms"] <= eager[key]["p95_ms"]
     assert eager["worker_peak_rss_mb"] > 50

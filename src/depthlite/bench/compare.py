@@ -115,4 +115,18 @@ def summary(
         ("network_at_photo_input", at_photo),
     ):
         out[name] = _ratio(_fastest(ours, key), _fastest(theirs, key))
+    out["pipeline_same_input"] = _same_input_pipeline(ours, theirs)
     return out
+
+
+def _same_input_pipeline(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> Any:
+    """The fastest peer's whole pipeline against depthlite's fastest one whose network runs
+    the same input (transformers' DPT runs 384 x 384 where keep_aspect runs 384 x 672: the
+    plain "pipeline" figure compares different amounts of work)."""
+    peer = _fastest(theirs, lambda r: _median(r["pipeline"]) if r.get("pipeline_input") else None)
+    if peer is None:
+        return None
+    size = peer[1]["pipeline_input"]
+    mine = _fastest(ours, lambda r: _median(r["pipeline"]) if r.get("input") == size else None)
+    ratio = _ratio(mine, peer)
+    return None if ratio is None else {**ratio, "input": size}

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from depthlite.bench.worker import WorkerConfig
 
-__all__ = ["PEERS", "measure_peer", "photo_input"]
+__all__ = ["PEERS", "measure_peer", "peer_pipeline_input", "photo_input"]
 
 PEERS = ("torch_eager", "transformers")
 
@@ -42,6 +42,18 @@ def photo_input(card: ModelCard, height: int, width: int) -> tuple[int, int]:
     pre = card.preprocess
     return network_size(height, width, pre.size, pre.multiple_of, "keep_aspect",
                         rule=pre.resize_rule)  # fmt: skip
+
+
+def peer_pipeline_input(card: ModelCard, peer: str, height: int, width: int) -> tuple[int, int]:
+    """The network input a peer's whole pipeline runs on a ``height x width`` photo: the
+    original code's keep-aspect transform, or for transformers its processor's (square for
+    every DPT, see ``hf_layout.square_only``; keep-aspect for Depth Anything)."""
+    if peer == "transformers":
+        from depthlite.bench.hf_layout import square_only
+
+        if square_only(card):
+            return card.preprocess.size, card.preprocess.size
+    return photo_input(card, height, width)
 
 
 def _original_pipeline(card: ModelCard, model: torch.nn.Module) -> Callable[[bytes], bytes]:
@@ -158,5 +170,6 @@ def measure_peer(cfg: WorkerConfig) -> dict[str, Any]:
         "network": network,
         "network_at_baseline_input": same,
         "pipeline": time_calls(lambda: pipeline(data), pipeline_repeats(cfg.repeats)).to_dict(),
+        "pipeline_input": list(peer_pipeline_input(card, cfg.peer or "", *photo)),
         "notes": notes,
     }

@@ -96,8 +96,11 @@ def _peer_lines(report: dict[str, Any]) -> list[str]:
     ratios = report.get("peer_summary") or {}
     goal = ratios.get("goal", GOAL)
     lines.append(f"depthlite's best / the fastest peer (goal <= {goal:.2f}x):")
+    same = ratios.get("pipeline_same_input") or {}
+    at = "x".join(map(str, same.get("input", []))) or "the peer's input"
     for key, what in (
         ("pipeline", "whole pipeline"),
+        ("pipeline_same_input", f"whole pipeline, both at {at}"),
         ("network_at_baseline_input", f"network at {base}"),
         ("network_at_photo_input", "network at the photo's keep-aspect input"),
     ):

@@ -112,7 +112,6 @@ def test_images_in_flight_on_every_core_are_not_split_across_cores(
 
     monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
     monkeypatch.setattr(parallel, "idle_core", lambda: True)  # whatever the machine's load
-    monkeypatch.setattr("depthlite.pipeline.images.usable_cores", lambda: 2)
     handed: list[str] = []
     pool = parallel.shared_pool()
     submit = pool.submit

@@ -236,10 +236,9 @@ def test_frames_in_flight_on_every_core_keep_their_bands_on_their_thread(
     other stages' row bands, so each thread runs its own (``parallel.one_core_per_image``);
     so does a 1-thread session (``--threads 1``: one core)."""
     from depthlite import parallel
-    from depthlite.video import pipeline
 
     threads, workers = threads_workers
-    monkeypatch.setattr(pipeline, "usable_cores", lambda: 2)
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
     estimator = DepthEstimator(weights=converted_onnx, threads=threads, progress=False)
     seen: list[bool] = []
 

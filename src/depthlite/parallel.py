@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 __all__ = [
+    "bands_stay_on_one_core",
     "get_unless_stopped",
     "idle_core",
     "one_core_per_image",
@@ -65,18 +66,26 @@ def shared_pool() -> ThreadPoolExecutor:
         return pool
 
 
+def bands_stay_on_one_core(threads: int | None, workers: int) -> bool:
+    """Whether each image (or frame) should run its row bands on its own thread: when every
+    core has an image of its own, and when the user asked for one thread per image
+    (``--threads 1``: one core, not one for the network and the idle ones around it)."""
+    return threads == 1 or workers >= usable_cores() > 1
+
+
 @contextmanager
-def one_core_per_image() -> Iterator[None]:
-    """In this thread, ``run_split`` runs every part itself: for a worker that is one of
-    several images in flight, one per core, where the other cores are already busy with the
-    other images (the load average, which ``idle_core`` reads, lags by a minute).
+def one_core_per_image(enabled: bool = True) -> Iterator[None]:
+    """In this thread, ``run_split`` runs every part itself (when ``enabled``): for a worker
+    that is one of several images in flight, one per core, where the other cores are already
+    busy with the other images (the load average, which ``idle_core`` reads, lags by a
+    minute); see :func:`bands_stay_on_one_core`.
 
     MiDaS small INT8, 96 1080p JPEGs to colour PNGs, two workers on two cores, Xeon with AMX,
     two runs each (docs/benchmarks.md, session 10): 37.3-37.7 images/s with bands split
     across cores, 39.5-40.2 without; 1.78 -> 1.86 cores busy; peak RSS 213 -> 198 MB.
     """
     before = getattr(_local, "whole", False)
-    _local.whole = True
+    _local.whole = before or enabled
     try:
         yield
     finally:

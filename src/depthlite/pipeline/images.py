@@ -15,7 +15,6 @@ server, three pool turns per image instead of one.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from depthlite.errors import InputError
 from depthlite.estimator import DepthEstimator
 from depthlite.imageio import DepthInfo, ImageSource, OutputRequest, render_outputs, write_encoded
 from depthlite.memory import limit_heap_arenas
-from depthlite.parallel import one_core_per_image, usable_cores
+from depthlite.parallel import bands_stay_on_one_core, one_core_per_image
 from depthlite.pipeline.layout import Layout
 from depthlite.pipeline.overlap import Overlap, Stage
 
@@ -61,7 +60,7 @@ class _Steps:
     request: OutputRequest
     resize: str | None
     run: RunFn
-    one_core: bool = False  # no bands across cores (see depth_files)
+    one_core: bool = False  # no bands across cores (parallel.bands_stay_on_one_core)
 
     def image(self, task: ImageTask, _: object) -> Written:
         # One ``run`` per image, not per step: a server's pool hands out turns fairly, and
@@ -69,7 +68,7 @@ class _Steps:
         return self.run(self._image, task)  # type: ignore[no-any-return]
 
     def _image(self, task: ImageTask) -> Written:
-        with one_core_per_image() if self.one_core else nullcontext():
+        with one_core_per_image(self.one_core):
             return self._steps(task)
 
     def _steps(self, task: ImageTask) -> Written:
@@ -112,10 +111,7 @@ def depth_files(
     image, or an output that could not be written) fails that image only. The estimator
     should be loaded (a model problem is then raised before the first image).
     """
-    # An image keeps its bands on its own thread when every core has an image of its own,
-    # and when the user asked for one thread per image (``--threads 1``: one core, not one
-    # core for the network and the idle ones for the stages around it).
-    one_core = layout.threads == 1 or layout.workers >= usable_cores() > 1
+    one_core = bands_stay_on_one_core(layout.threads, layout.workers)
     steps = _Steps(est, request, resize, run, one_core=one_core)
     if layout.workers > 1:
         limit_heap_arenas(layout.workers)

@@ -40,12 +40,12 @@ from depthlite.geometry.calibration import (
 )
 from depthlite.imageio.depthfile import DepthInfo
 from depthlite.normalize import NormalizerOptions
-from depthlite.parallel import usable_cores
+from depthlite.parallel import bands_stay_on_one_core, one_core_per_image
 from depthlite.runtime.base import default_threads
 from depthlite.transforms import InputPolicy, preprocess
 from depthlite.video.ffmpeg import FrameReader, VideoInfo, probe
 from depthlite.video.sinks import FrameSink, open_sink, output_format
-from depthlite.video.stages import END, Stages, on_one_core
+from depthlite.video.stages import END, Stages
 
 __all__ = ["MAX_FRAMES", "ProgressCallback", "VideoOptions", "VideoReport", "process_video"]
 
@@ -223,7 +223,7 @@ def process_video(
     )
     run.expected = _expected(info, options)
     start = time.perf_counter()
-    run.run(workers or inference_workers(estimator), one_thread=estimator.threads == 1)
+    run.run(workers or inference_workers(estimator), threads=estimator.threads)
     seconds = time.perf_counter() - start
     return _finish(
         run.stages, sink, fmt=fmt, frames=run.done, seconds=seconds, info=info, source=source
@@ -269,9 +269,9 @@ class _Run:
         self.frames: queue.Queue[Any] = queue.Queue(_QUEUE_FRAMES)
         self.depths: queue.Queue[Any] = queue.Queue(_QUEUE_FRAMES)
 
-    def run(self, workers: int, *, one_thread: bool = False) -> None:
-        """The stages on their threads; ``one_thread``: a 1-thread session, whose frames keep
-        their row bands on their own threads too (as ``depth_files`` does)."""
+    def run(self, workers: int, *, threads: int | None = None) -> None:
+        """The stages on their threads; ``threads``: the session's, which with ``workers``
+        decides whether frames keep their row bands on their own threads."""
         if self.progress is not None:
             try:
                 self.progress(0, self.expected)  # may raise (a job cancelled before it began)
@@ -279,14 +279,15 @@ class _Run:
                 self.stages.fail(exc)
                 self.reader.close()
                 return
-        one_core = one_thread or workers >= usable_cores() > 1
+        one_core = bands_stay_on_one_core(threads, workers)
         stage = functools.partial(self.stages.thread, one_core=one_core)
         threads = [stage(lambda: self.read(workers), "depthlite-video-read")]
         threads.append(stage(lambda: self.write(workers), "depthlite-video-write"))
         for index in range(1, workers):
             threads.append(stage(self.infer, f"depthlite-video-infer-{index}"))
         try:
-            on_one_core(self.infer, one_core)()  # in the caller's thread: Ctrl-C lands here
+            with one_core_per_image(one_core):
+                self.infer()  # in the caller's thread: Ctrl-C lands here
         except BaseException as exc:
             self.stages.fail(exc)
         if self.stages.error is not None:

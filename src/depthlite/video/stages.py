@@ -5,27 +5,14 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from contextlib import nullcontext
 from typing import Any
 
 from depthlite.parallel import get_unless_stopped, one_core_per_image
 
-__all__ = ["END", "Stages", "on_one_core"]
+__all__ = ["END", "Stages"]
 
 _POLL_SECONDS = 0.1
 END = object()  # no more items: one per consumer
-
-
-def on_one_core(target: Callable[[], None], one_core: bool) -> Callable[[], None]:
-    """``target``, run with every row band on its own thread when ``one_core``: when each core
-    already has a frame in the network, splitting the others' stages across cores only adds
-    hand-offs (the same rule as ``depth_files``, docs/benchmarks.md, session 10)."""
-
-    def run() -> None:
-        with one_core_per_image() if one_core else nullcontext():
-            target()
-
-    return run
 
 
 class Stages:
@@ -57,11 +44,13 @@ class Stages:
     def thread(
         self, target: Callable[[], None], name: str, *, one_core: bool = False
     ) -> threading.Thread:
-        """``target`` on a new thread; ``one_core``: see :func:`on_one_core`."""
+        """``target`` on a new thread; ``one_core``: its row bands stay on it
+        (``parallel.one_core_per_image``)."""
 
         def run() -> None:
             try:
-                on_one_core(target, one_core)()
+                with one_core_per_image(one_core):
+                    target()
             except BaseException as exc:  # handed to the caller's thread
                 self.fail(exc)
 

@@ -19,6 +19,9 @@ Formats are PIL's own plugins (GIF and animated WebP/PNG give their first frame;
 TGA, QOI, AVIF where Pillow was built with it) plus HEIC/HEIF through ``pillow-heif`` (the
 ``heif`` extra), registered on first use. All of them go through the same pixel cap, EXIF
 orientation and truncation checks.
+
+The pixel cap lives in ``limits.py``; the pixels of an opened image (OpenCV's fast JPEG path,
+16-bit colour, EXIF orientation) in ``pixels.py``.
 """
 
 from __future__ import annotations
@@ -26,20 +29,14 @@ from __future__ import annotations
 import functools
 import importlib.util
 import io
-import logging
 import os
 import re
-import threading
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from numbers import Integral
 from pathlib import Path
 from typing import BinaryIO
 
-import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError, features
+from PIL import Image, UnidentifiedImageError, features
 
 from depthlite.errors import (
     ImageDecodeError,
@@ -50,12 +47,17 @@ from depthlite.errors import (
     UnsupportedFormatError,
 )
 from depthlite.imageio import quiet
+from depthlite.imageio.limits import DEFAULT_MAX_PIXELS, check_pixels, pil_limits, too_large
+from depthlite.imageio.pixels import (
+    decode_deep_with_cv2,
+    decode_jpeg_with_cv2,
+    exif_transpose,
+    is_deep_colour,
+    pil_to_array,
+)
 
 __all__ = ["DEFAULT_MAX_PIXELS", "SUPPORTED_FORMATS", "ImageSource", "load_image"]
 
-logger = logging.getLogger(__name__)
-
-DEFAULT_MAX_PIXELS = 40_000_000
 _HAS_HEIF = importlib.util.find_spec("pillow_heif") is not None
 # What photos come as; formats that cannot be a photo (PSD, EPS, ICO, FITS, ...) stay refused.
 SUPPORTED_FORMATS: tuple[str, ...] = (
@@ -72,20 +74,6 @@ ImageSource = str | os.PathLike | bytes | np.ndarray | Image.Image
 # PIL reports multi-picture JPEGs (most phone cameras' "portrait" shots) as MPO; frame 0 is the
 # ordinary JPEG picture.
 _FORMAT_ALIASES = {"MPO": "JPEG"}
-_EXIF_ORIENTATION = 0x0112
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_COLOUR_TYPES_WITH_COLOUR_OR_ALPHA = (2, 4, 6)
-_GREY_16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
-_UINT16_MAX = 65535
-_TIFF_PHOTOMETRIC_RGB = 2
-
-# libjpeg-turbo writes RGB directly with IMREAD_COLOR_RGB (OpenCV >= 4.12): the same pixels
-# as BGR plus a channel swap, without the swap (6.89 -> 6.15 ms for a 1080p JPEG, measured).
-_DECODES_RGB = hasattr(cv2, "IMREAD_COLOR_RGB")
-_JPEG_FLAGS = getattr(cv2, "IMREAD_COLOR_RGB", cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
-
-# Serialises the rare calls that must raise PIL's process-wide pixel limit (see _pil_limits).
-_PIL_LIMIT_LOCK = threading.Lock()
 
 
 @functools.cache
@@ -99,45 +87,6 @@ def register_plugins() -> None:
 
 def _formats_hint() -> str:
     return f"supported formats: {', '.join(SUPPORTED_FORMATS)}"
-
-
-def _too_large(width: int | None, height: int | None, pixels: int, max_pixels: int) -> str:
-    size = f"{width} x {height} = {pixels}" if width is not None else f"{pixels}"
-    return (
-        f"image is {size} pixels, above the limit of {max_pixels} pixels; "
-        "raise it with --max-pixels"
-    )
-
-
-def _check_pixels(width: int, height: int, max_pixels: int, source: str) -> None:
-    pixels = width * height
-    if pixels > max_pixels:
-        raise ImageTooLargeError(_too_large(width, height, pixels, max_pixels), source=source)
-
-
-@contextmanager
-def _pil_limits(max_pixels: int) -> Iterator[None]:
-    """Make our cap, not PIL's global ``MAX_IMAGE_PIXELS``, the authority for one decode.
-
-    PIL warns above its limit and fails above twice it, before we see the header. Its warning
-    is noise (our own check reports the same image with a better message), so it is silenced
-    here; ``catch_warnings`` is not thread-safe before Python 3.14, but the worst a race can do
-    is leak this one narrow filter. PIL's limit is only raised, under a lock and restored
-    afterwards, when the caller asked for a cap above it; nothing is changed at import time.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        current = Image.MAX_IMAGE_PIXELS
-        if current is None or max_pixels <= current:
-            yield
-            return
-        with _PIL_LIMIT_LOCK:
-            saved = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = max_pixels
-            try:
-                yield
-            finally:
-                Image.MAX_IMAGE_PIXELS = saved
 
 
 def _sniff_format(prefix: bytes) -> str | None:
@@ -168,127 +117,6 @@ def _unidentified(prefix: bytes, source: str) -> InputError:
     return UnsupportedFormatError(f"not a recognised image; {_formats_hint()}", source=source)
 
 
-def _is_deep_colour(im: Image.Image, head: bytes) -> bool:
-    """True for 16-bit colour (or grey+alpha) files, which PIL would truncate to 8 bits."""
-    if im.format == "PNG":
-        # The IHDR is at a fixed offset; reading it from ``head`` avoids moving the file
-        # position under PIL's lazy loader.
-        return (
-            head[:8] == _PNG_SIGNATURE
-            and head[12:16] == b"IHDR"
-            and head[24] == 16
-            and head[25] in _PNG_COLOUR_TYPES_WITH_COLOUR_OR_ALPHA
-        )
-    if im.format == "TIFF":
-        bits = im.tag_v2.get(258, (8,))  # type: ignore[attr-defined]
-        bits = bits if isinstance(bits, tuple) else (bits,)
-        # Only RGB: OpenCV reads 16-bit CMYK or Lab wrong or not at all; PIL converts them.
-        rgb = im.tag_v2.get(262) == _TIFF_PHOTOMETRIC_RGB  # type: ignore[attr-defined]
-        return max(bits) == 16 and len(bits) > 1 and rgb
-    return False
-
-
-def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
-    """Apply an EXIF orientation with numpy, matching ``ImageOps.exif_transpose``."""
-    if orientation == 2:
-        return arr[:, ::-1]
-    if orientation == 3:
-        return arr[::-1, ::-1]
-    if orientation == 4:
-        return arr[::-1]
-    if orientation == 5:
-        return arr.swapaxes(0, 1)
-    if orientation == 6:
-        return np.rot90(arr, k=-1)
-    if orientation == 7:
-        return arr[::-1, ::-1].swapaxes(0, 1)
-    if orientation == 8:
-        return np.rot90(arr, k=1)
-    return arr
-
-
-def _exif_orientation(im: Image.Image, source: str) -> int:
-    try:
-        return int(im.getexif().get(_EXIF_ORIENTATION, 1))
-    except Exception:  # a malformed EXIF block should not cost the whole image
-        logger.warning("%s: unreadable EXIF data; orientation ignored", source)
-        return 1
-
-
-def _complete_jpeg(data: bytes) -> bool:
-    """Whether a JPEG ends with its EOI marker (trailing padding aside).
-
-    Entropy-coded data stuffs every 0xFF byte, so FF D9 only ever appears as the end marker:
-    a file cut short does not end with it. Files with other trailing data take the slow path.
-    """
-    return data.rstrip(b"\x00\r\n\t ").endswith(b"\xff\xd9")
-
-
-def _decode_jpeg_with_cv2(im: Image.Image, data: bytes, source: str) -> np.ndarray | None:
-    """Pixels of a complete 8-bit JPEG via libjpeg-turbo in cv2, or None to use PIL.
-
-    Same pixels as PIL (tested), about 20 MB less transient memory at 1080p and faster: PIL
-    keeps RGB as 4 bytes per pixel and the array is then copied out of it.
-    """
-    if im.mode not in ("RGB", "L") or not _complete_jpeg(data):
-        return None
-    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _JPEG_FLAGS)
-    if arr is None or arr.shape[:2] != (im.height, im.width):
-        return None
-    if not _DECODES_RGB:
-        cv2.cvtColor(arr, cv2.COLOR_BGR2RGB, dst=arr)
-    return np.ascontiguousarray(_orient(arr, _exif_orientation(im, source)))
-
-
-def _decode_deep_with_cv2(im: Image.Image, fp: BinaryIO, source: str) -> np.ndarray | None:
-    """16-bit colour pixels by OpenCV, or None when it cannot read them (PIL then tries)."""
-    orientation = _exif_orientation(im, source)
-    fp.seek(0)
-    buf = np.frombuffer(fp.read(), dtype=np.uint8)
-    # IMREAD_UNCHANGED keeps 16 bits and does not apply orientation, so we apply it once.
-    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    if arr is None or arr.shape[:2] != (im.height, im.width):
-        logger.debug("%s: OpenCV cannot read this %s; decoding it at 8 bits", source, im.format)
-        return None
-    if arr.ndim == 3:
-        arr = cv2.cvtColor(arr[..., :3], cv2.COLOR_BGR2RGB)
-    return _orient(arr, orientation)
-
-
-def _pil_to_array(im: Image.Image, source: str) -> np.ndarray:
-    """RGB (or grey) pixels of a loaded PIL image; alpha is dropped, never composited."""
-    mode = im.mode
-    if mode in _GREY_16_MODES:
-        return np.asarray(im).astype(np.uint16)
-    if mode == "I":
-        arr = np.asarray(im)
-        if arr.size and (arr.min() < 0 or arr.max() > _UINT16_MAX):
-            raise UnsupportedFormatError("32-bit integer images are not supported", source)
-        return arr.astype(np.uint16)
-    if mode == "F":
-        raise UnsupportedFormatError("floating-point images are not supported", source=source)
-    if mode in ("L", "RGB"):
-        return np.asarray(im)
-    if mode == "LA":
-        return np.asarray(im)[..., 0]
-    if mode in ("RGBA", "RGBX"):
-        return np.asarray(im)[..., :3]
-    try:
-        # Palette, bilevel, CMYK, YCbCr, premultiplied alpha: PIL's own conversions are exact
-        # for these; a palette's transparency is dropped without compositing.
-        return np.asarray(im.convert("RGB"))
-    except (ValueError, OSError) as exc:
-        raise UnsupportedFormatError(f"unsupported pixel mode {mode}", source=source) from exc
-
-
-def _exif_transpose(im: Image.Image, source: str) -> Image.Image:
-    try:
-        return ImageOps.exif_transpose(im)
-    except Exception:  # a malformed EXIF block (any parser error) should not cost the image
-        logger.warning("%s: unreadable EXIF data; orientation ignored", source)
-        return im
-
-
 def _decode_stream(fp: BinaryIO, source: str, max_pixels: int) -> np.ndarray:
     head = fp.read(26)
     prefix = head[:16]
@@ -297,31 +125,31 @@ def _decode_stream(fp: BinaryIO, source: str, max_pixels: int) -> np.ndarray:
     fp.seek(0)
     register_plugins()
     try:
-        with _pil_limits(max_pixels):
+        with pil_limits(max_pixels):
             # Only our formats' header parsers ever see the bytes; others are only sniffed.
             im = Image.open(fp, formats=SUPPORTED_FORMATS)
             fmt = _FORMAT_ALIASES.get(im.format or "", im.format)
             if fmt not in SUPPORTED_FORMATS:
                 raise UnsupportedFormatError(f"{fmt} images are not supported", source=source)
-            _check_pixels(im.width, im.height, max_pixels, source)
-            deep = _decode_deep_with_cv2(im, fp, source) if _is_deep_colour(im, head) else None
+            check_pixels(im.width, im.height, max_pixels, source)
+            deep = decode_deep_with_cv2(im, fp, source) if is_deep_colour(im, head) else None
             if deep is not None:
                 return deep
             if fmt == "JPEG":
                 fp.seek(0)
-                fast = _decode_jpeg_with_cv2(im, fp.read(), source)
+                fast = decode_jpeg_with_cv2(im, fp.read(), source)
                 if fast is not None:
                     return fast
             # load() must run inside the try: it is where truncation and CRC errors surface.
             # LOAD_TRUNCATED_IMAGES is left False so a cut JPEG fails instead of grey-padding.
             im.load()
-            return _pil_to_array(_exif_transpose(im, source), source)
+            return pil_to_array(exif_transpose(im, source), source)
     except UnidentifiedImageError:
         raise _unidentified(prefix, source) from None
     except Image.DecompressionBombError as exc:
         found = re.search(r"\((\d+) pixels\)", str(exc))
         pixels = int(found.group(1)) if found else max_pixels + 1
-        raise ImageTooLargeError(_too_large(None, None, pixels, max_pixels), source) from None
+        raise ImageTooLargeError(too_large(None, None, pixels, max_pixels), source) from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
         raise ImageDecodeError(f"corrupt or truncated image data ({exc})", source=source) from exc
 
@@ -349,16 +177,16 @@ def _from_array(arr: np.ndarray, source: str, max_pixels: int) -> np.ndarray:
         raise InputError(f"unsupported array shape {arr.shape}; {accepted}", source=source)
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise InputError(f"empty array of shape {arr.shape}", source=source)
-    _check_pixels(arr.shape[1], arr.shape[0], max_pixels, source)
+    check_pixels(arr.shape[1], arr.shape[0], max_pixels, source)
     return arr
 
 
 def _from_pil(im: Image.Image, source: str, max_pixels: int) -> np.ndarray:
-    _check_pixels(im.width, im.height, max_pixels, source)
+    check_pixels(im.width, im.height, max_pixels, source)
     try:
-        with _pil_limits(max_pixels):
+        with pil_limits(max_pixels):
             im.load()
-            return _pil_to_array(_exif_transpose(im, source), source)
+            return pil_to_array(exif_transpose(im, source), source)
     except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
         raise ImageDecodeError(f"corrupt or truncated image data ({exc})", source=source) from exc
 

@@ -25,16 +25,9 @@ import numpy as np
 from PIL import Image
 
 from depthlite.imageio import quiet
-from depthlite.imageio.decode import (
-    DEFAULT_MAX_PIXELS,
-    ImageSource,
-    _check_pixels,
-    _complete_jpeg,
-    _exif_orientation,
-    _orient,
-    _pil_limits,
-    load_image,
-)
+from depthlite.imageio.decode import ImageSource, load_image
+from depthlite.imageio.limits import DEFAULT_MAX_PIXELS, check_pixels, pil_limits
+from depthlite.imageio.pixels import complete_jpeg, exif_orientation, orient
 
 __all__ = ["REDUCTIONS", "load_reduced"]
 
@@ -74,16 +67,16 @@ def _read_jpeg(src: ImageSource) -> bytes | None:
             data = head + f.read() if head == _JPEG_MAGIC else b""
     else:
         return None
-    return data if data[:3] == _JPEG_MAGIC and _complete_jpeg(data) else None
+    return data if data[:3] == _JPEG_MAGIC and complete_jpeg(data) else None
 
 
 def _decode(data: bytes, target: NetworkSize, max_pixels: int, name: str) -> tuple | None:
     """(reduced RGB, full (height, width)) or None when a reduced decode does not apply."""
-    with _pil_limits(max_pixels), Image.open(io.BytesIO(data), formats=("JPEG",)) as im:
+    with pil_limits(max_pixels), Image.open(io.BytesIO(data), formats=("JPEG",)) as im:
         if im.mode not in ("RGB", "L"):
             return None
-        _check_pixels(im.width, im.height, max_pixels, name)
-        orientation = _exif_orientation(im, name)
+        check_pixels(im.width, im.height, max_pixels, name)
+        orientation = exif_orientation(im, name)
         stored = (im.height, im.width)
     full = stored[::-1] if orientation in (5, 6, 7, 8) else stored
     choice = _factor(*full, target(*full))
@@ -96,7 +89,7 @@ def _decode(data: bytes, target: NetworkSize, max_pixels: int, name: str) -> tup
         return None
     if _RGB is None:
         cv2.cvtColor(arr, cv2.COLOR_BGR2RGB, dst=arr)
-    return np.ascontiguousarray(_orient(arr, orientation)), full
+    return np.ascontiguousarray(orient(arr, orientation)), full
 
 
 def load_reduced(

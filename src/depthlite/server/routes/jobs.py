@@ -10,6 +10,7 @@ for the key that made it (others get 404, as for an unknown id).
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Literal
@@ -136,104 +137,142 @@ async def _create(
         return await asyncio.to_thread(service.jobs.submit, spec, [f.path for f in files], owner)
 
 
+@dataclass(frozen=True)
+class JobQuery:
+    """What a job asks for: its kind, model and precision, and the rest of its spec."""
+
+    kind: str
+    model: str | None
+    precision: str | None
+    params: dict[str, object]
+
+
+def job_query(
+    *,
+    kind: Annotated[Literal["auto", "images", "video"], Query()] = "auto",
+    fmt: Annotated[
+        str | None,
+        Query(
+            alias="format",
+            description="images: a comma list of the /v1/depth file formats (color, "
+            "png16, npy, pfm, side, metric, metric_pfm, ply, normals, normals_npy); "
+            "video: mp4|png16|npz",
+            pattern=r"^[a-z0-9]+(,[a-z0-9]+)*$",
+        ),
+    ] = None,
+    colormap: ColormapName = DEFAULT_COLORMAP,
+    resize: ResizeMode | None = None,
+    side: bool = False,
+    start: Annotated[float, Query(ge=0, allow_inf_nan=False)] = 0.0,
+    end: Annotated[float | None, Query(gt=0, allow_inf_nan=False)] = None,
+    max_frames: Annotated[int | None, Query(ge=1, le=MAX_FRAMES)] = None,
+    normalize: Annotated[Literal[NORMALIZER_MODES], Query()] = "temporal",  # type: ignore[valid-type]
+    smoothing: Annotated[float, Query(allow_inf_nan=False)] = DEFAULT_SMOOTHING,
+    percentiles: Annotated[str, Query(description="video: LOW,HIGH")] = "2,98",
+    cut_threshold: Annotated[float, Query(allow_inf_nan=False)] = DEFAULT_CUT_THRESHOLD,
+    depth_smoothing: Annotated[float, Query(allow_inf_nan=False)] = 0.0,
+    crf: Annotated[int, Query(ge=0, le=51)] = 20,
+    preset: Annotated[Literal[X264_PRESETS], Query()] = "veryfast",  # type: ignore[valid-type]
+    precision: Annotated[
+        PrecisionName | None, Query(description="must be one the server loaded")
+    ] = None,
+    model: Annotated[str | None, Query(description=MODEL_QUERY_HELP)] = None,
+    geometry: Annotated[GeometryQuery, Depends(geometry_query)],
+    sidecar: Annotated[
+        bool,
+        Query(
+            description="a <stem>.json per image saying what its files hold (the png16 "
+            "files say it in their text chunks either way)"
+        ),
+    ] = False,
+) -> JobQuery:
+    """A FastAPI dependency: the job's query parameters, checked by their types (bad: 422)."""
+    params: dict[str, object] = {
+        "format": fmt,
+        "colormap": colormap,
+        "resize": resize,
+        "side": side,
+        "start": start,
+        "end": end,
+        "max_frames": max_frames,
+        "normalize": normalize,
+        "smoothing": smoothing,
+        "percentiles": parse_percentiles(percentiles),
+        "cut_threshold": cut_threshold,
+        "depth_smoothing": depth_smoothing,
+        "crf": crf,
+        "preset": preset,
+        **_geometry_params(geometry),
+        "sidecar": sidecar,
+    }
+    return JobQuery(kind, model, precision, params)
+
+
+async def submit(
+    request: Request,
+    service: ServiceDep,
+    owner: Owner,
+    query: Annotated[JobQuery, Depends(job_query)],
+) -> JSONResponse:
+    model = query.model
+    if service.settings.queue:  # with a queue, the workers' model and precision count
+        model = get_card(model).name if model is not None else None
+    else:
+        est = service.pick(model)
+        service.check_precision(query.precision, est)
+        model = est.card.name
+    params = {**query.params, "precision": query.precision, "model": model}
+    job = await _create(request, service, owner, query.kind, params)
+    headers = {**_headers(job), "Location": f"/v1/jobs/{job.id}"}
+    return JSONResponse(_info(job).model_dump(), status_code=202, headers=headers)
+
+
+async def status(job_id: str, request: Request, service: ServiceDep, owner: Owner) -> Response:
+    job = await asyncio.to_thread(service.jobs.get, job_id, owner)
+    headers = _headers(job)
+    if request.headers.get("if-none-match") == headers["ETag"]:
+        return Response(status_code=304, headers=headers)
+    return JSONResponse(_info(job).model_dump(), headers=headers)
+
+
+async def result(job_id: str, service: ServiceDep, owner: Owner) -> FileResponse:
+    job = await asyncio.to_thread(service.jobs.get, job_id, owner)
+    path = await asyncio.to_thread(service.jobs.result_path, job)
+    if not path.is_file():  # expired or deleted between the lookup and now
+        raise JobNotFoundError.for_id(job_id)
+    name = path.name if path.name != "result.zip" else f"depthlite-{job.id[:8]}.zip"
+    media = _RESULT_TYPES.get(path.suffix.lower(), _BINARY)
+    return FileResponse(
+        path, filename=input_name(Path(name).name), media_type=media, headers=_headers(job)
+    )
+
+
+async def cancel(job_id: str, service: ServiceDep, owner: Owner) -> Response:
+    job = await asyncio.to_thread(service.jobs.cancel, job_id, owner)
+    if job is None:
+        return Response(status_code=204)
+    code = 200 if job.final else 202
+    return JSONResponse(_info(job).model_dump(), status_code=code, headers=_headers(job))
+
+
 def router() -> APIRouter:
     api = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-
-    @api.post(
+    api.post(
         "",
         status_code=202,
         summary="Submit images or a video for later",
         response_model=JobInfo,
         responses=error_responses(413, 422, 503),
         openapi_extra=upload_body(many=True),
-    )
-    async def submit(
-        request: Request,
-        service: ServiceDep,
-        owner: Owner,
-        *,
-        kind: Annotated[Literal["auto", "images", "video"], Query()] = "auto",
-        fmt: Annotated[
-            str | None,
-            Query(
-                alias="format",
-                description="images: a comma list of the /v1/depth file formats (color, "
-                "png16, npy, pfm, side, metric, metric_pfm, ply, normals, normals_npy); "
-                "video: mp4|png16|npz",
-                pattern=r"^[a-z0-9]+(,[a-z0-9]+)*$",
-            ),
-        ] = None,
-        colormap: ColormapName = DEFAULT_COLORMAP,
-        resize: ResizeMode | None = None,
-        side: bool = False,
-        start: Annotated[float, Query(ge=0, allow_inf_nan=False)] = 0.0,
-        end: Annotated[float | None, Query(gt=0, allow_inf_nan=False)] = None,
-        max_frames: Annotated[int | None, Query(ge=1, le=MAX_FRAMES)] = None,
-        normalize: Annotated[Literal[NORMALIZER_MODES], Query()] = "temporal",  # type: ignore[valid-type]
-        smoothing: Annotated[float, Query(allow_inf_nan=False)] = DEFAULT_SMOOTHING,
-        percentiles: Annotated[str, Query(description="video: LOW,HIGH")] = "2,98",
-        cut_threshold: Annotated[float, Query(allow_inf_nan=False)] = DEFAULT_CUT_THRESHOLD,
-        depth_smoothing: Annotated[float, Query(allow_inf_nan=False)] = 0.0,
-        crf: Annotated[int, Query(ge=0, le=51)] = 20,
-        preset: Annotated[Literal[X264_PRESETS], Query()] = "veryfast",  # type: ignore[valid-type]
-        precision: Annotated[
-            PrecisionName | None, Query(description="must be one the server loaded")
-        ] = None,
-        model: Annotated[str | None, Query(description=MODEL_QUERY_HELP)] = None,
-        geometry: Annotated[GeometryQuery, Depends(geometry_query)],
-        sidecar: Annotated[
-            bool,
-            Query(
-                description="a <stem>.json per image saying what its files hold (the png16 "
-                "files say it in their text chunks either way)"
-            ),
-        ] = False,
-    ) -> JSONResponse:
-        if service.settings.queue:  # with a queue, the workers' model and precision count
-            model = get_card(model).name if model is not None else None
-        else:
-            est = service.pick(model)
-            service.check_precision(precision, est)
-            model = est.card.name
-        params: dict[str, object] = {
-            "format": fmt,
-            "colormap": colormap,
-            "resize": resize,
-            "side": side,
-            "start": start,
-            "end": end,
-            "max_frames": max_frames,
-            "normalize": normalize,
-            "smoothing": smoothing,
-            "percentiles": parse_percentiles(percentiles),
-            "cut_threshold": cut_threshold,
-            "depth_smoothing": depth_smoothing,
-            "crf": crf,
-            "preset": preset,
-            "precision": precision,
-            "model": model,
-            **_geometry_params(geometry),
-            "sidecar": sidecar,
-        }
-        job = await _create(request, service, owner, kind, params)
-        headers = {**_headers(job), "Location": f"/v1/jobs/{job.id}"}
-        return JSONResponse(_info(job).model_dump(), status_code=202, headers=headers)
-
-    @api.get(
+    )(submit)
+    api.get(
         "/{job_id}",
         summary="State and progress of a job",
         response_model=JobInfo,
         responses={304: {"description": "unchanged since the If-None-Match ETag"}}
         | error_responses(404),
-    )
-    async def status(job_id: str, request: Request, service: ServiceDep, owner: Owner) -> Response:
-        job = await asyncio.to_thread(service.jobs.get, job_id, owner)
-        headers = _headers(job)
-        if request.headers.get("if-none-match") == headers["ETag"]:
-            return Response(status_code=304, headers=headers)
-        return JSONResponse(_info(job).model_dump(), headers=headers)
-
-    @api.get(
+    )(status)
+    api.get(
         "/{job_id}/result",
         summary="The output: one file, or a zip",
         response_class=FileResponse,
@@ -244,19 +283,8 @@ def router() -> APIRouter:
             }
         }
         | error_responses(404, 409),
-    )
-    async def result(job_id: str, service: ServiceDep, owner: Owner) -> FileResponse:
-        job = await asyncio.to_thread(service.jobs.get, job_id, owner)
-        path = await asyncio.to_thread(service.jobs.result_path, job)
-        if not path.is_file():  # expired or deleted between the lookup and now
-            raise JobNotFoundError.for_id(job_id)
-        name = path.name if path.name != "result.zip" else f"depthlite-{job.id[:8]}.zip"
-        media = _RESULT_TYPES.get(path.suffix.lower(), _BINARY)
-        return FileResponse(
-            path, filename=input_name(Path(name).name), media_type=media, headers=_headers(job)
-        )
-
-    @api.delete(
+    )(result)
+    api.delete(
         "/{job_id}",
         summary="Cancel a job, or delete a finished one",
         responses={
@@ -265,12 +293,5 @@ def router() -> APIRouter:
             204: {"description": "a finished job, deleted"},
         }
         | error_responses(404),
-    )
-    async def cancel(job_id: str, service: ServiceDep, owner: Owner) -> Response:
-        job = await asyncio.to_thread(service.jobs.cancel, job_id, owner)
-        if job is None:
-            return Response(status_code=204)
-        code = 200 if job.final else 202
-        return JSONResponse(_info(job).model_dump(), status_code=code, headers=_headers(job))
-
+    )(cancel)
     return api

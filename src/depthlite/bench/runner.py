@@ -217,6 +217,41 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _measure_rows(
+    opts: BenchOptions,
+    config: Callable[[str, str, str], WorkerConfig],
+    env: dict[str, str],
+    work: Path,
+    progress: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """One row per backend, precision and resize: measured, skipped (and why) or failed."""
+    rows: list[dict[str, Any]] = []
+    for backend in opts.backends:
+        for precision in opts.precisions:
+            reason = _available(backend, precision)
+            if reason is not None:
+                rows.append({"backend": backend, "precision": precision, "skipped": reason})
+                continue
+            for resize in opts.resizes:
+                progress(f"{backend} {precision} {resize}")
+                cfg = config(backend, precision, resize)
+                try:
+                    row = _run_worker(cfg, env)
+                    row.update(_cold_start(cfg, env, work / "out"))
+                except (RuntimeError, subprocess.CalledProcessError) as exc:
+                    # One configuration the runtime cannot run (say, a compiler error) is
+                    # a result to report, not a reason to lose the others.
+                    reason = f"failed: {_last_line(str(exc))}"
+                    progress(f"{backend} {precision} {resize} {reason}")
+                    rows.append({"backend": backend, "precision": precision,
+                                 "resize": resize, "skipped": reason,
+                                 "error": str(exc)[-4000:]})  # fmt: skip
+                    continue
+                row.update(backend=backend, precision=precision, resize=resize)
+                rows.append(row)
+    return rows
+
+
 def run_bench(opts: BenchOptions, progress: Callable[[str], None] = logger.info) -> dict[str, Any]:
     """Measure everything; returns a JSON-ready report."""
     with tempfile.TemporaryDirectory(prefix="depthlite-bench-") as tmp:
@@ -245,30 +280,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = logger.info)
         size = "x".join(map(str, base_input))
         progress(f"{card.name} baseline: torch eager, no_grad, {size} (the original code's way)")
         baseline = [_run_worker(config("torch", "fp32", "square", True), env)]
-        rows: list[dict[str, Any]] = []
-        for backend in opts.backends:
-            for precision in opts.precisions:
-                reason = _available(backend, precision)
-                if reason is not None:
-                    rows.append({"backend": backend, "precision": precision, "skipped": reason})
-                    continue
-                for resize in opts.resizes:
-                    progress(f"{backend} {precision} {resize}")
-                    cfg = config(backend, precision, resize)
-                    try:
-                        row = _run_worker(cfg, env)
-                        row.update(_cold_start(cfg, env, work / "out"))
-                    except (RuntimeError, subprocess.CalledProcessError) as exc:
-                        # One configuration the runtime cannot run (say, a compiler error) is
-                        # a result to report, not a reason to lose the others.
-                        reason = f"failed: {_last_line(str(exc))}"
-                        progress(f"{backend} {precision} {resize} {reason}")
-                        rows.append({"backend": backend, "precision": precision,
-                                     "resize": resize, "skipped": reason,
-                                     "error": str(exc)[-4000:]})  # fmt: skip
-                        continue
-                    row.update(backend=backend, precision=precision, resize=resize)
-                    rows.append(row)
+        rows = _measure_rows(opts, config, env, work, progress)
         peers = _peers(opts, card, lambda p: replace(config("torch", "fp32", "keep_aspect"),
                                                       peer=p), env, progress)  # fmt: skip
         # Measured again at the end: the reference for ratios is the median of both runs,

@@ -166,6 +166,30 @@ def inference_workers(estimator: DepthEstimator) -> int:
     return max(1, default_threads() // threads)
 
 
+def _open_sink(
+    fmt: str,
+    output: Path,
+    info: VideoInfo,
+    source: Path,
+    *,
+    options: VideoOptions,
+    depth_info: DepthInfo,
+) -> FrameSink:
+    return open_sink(
+        fmt,
+        output,
+        info,
+        source,
+        colormap=options.colormap,
+        side=options.side,
+        normalizer=options.normalizer,
+        trim=(options.start, options.end),
+        crf=options.crf,
+        preset=options.preset,
+        depth_info=depth_info,
+    )
+
+
 def process_video(
     estimator: DepthEstimator,
     source: str | Path,
@@ -193,22 +217,9 @@ def process_video(
         )
     depth_info = _depth_info(estimator, options)
     policy = estimator.input_policy()  # loads the model: fail before any output exists
-    trim = (options.start, options.end)
-    sink = open_sink(
-        fmt,
-        output,
-        info,
-        source,
-        colormap=options.colormap,
-        side=options.side,
-        normalizer=options.normalizer,
-        trim=trim,
-        crf=options.crf,
-        preset=options.preset,
-        depth_info=depth_info,
-    )
+    sink = _open_sink(fmt, output, info, source, options=options, depth_info=depth_info)
     try:
-        reader = FrameReader(source, info, *trim)
+        reader = FrameReader(source, info, options.start, options.end)
     except BaseException:
         sink.abort()
         raise

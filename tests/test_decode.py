@@ -1,75 +1,31 @@
-"""Tests of depthlite.imageio.decode: every source kind, format, bit depth and failure."""
+"""Tests of depthlite.imageio.decode: every source kind, format and bit depth.
+
+Bad input: test_decode_errors.py.
+"""
 
 from __future__ import annotations
 
-import io
-import struct
-import warnings
-import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageFile
+from PIL import Image
 
 from depthlite.errors import (
-    ImageDecodeError,
-    ImageTooLargeError,
     InputError,
-    InputNotFoundError,
     InvalidOptionError,
     UnsupportedFormatError,
 )
-from depthlite.imageio.decode import SUPPORTED_FORMATS, load_image
+from depthlite.imageio.decode import load_image
 from depthlite.imageio.encode import encode_jpeg, encode_png, to_uint8
-
-EXIF_ORIENTATION = 0x0112
-
-
-def smooth_rgb(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
-    """A smooth-ish RGB image, so JPEG artefacts stay small and orientation is visible."""
-    rng = np.random.default_rng(seed)
-    noise = (rng.random((h, w, 3)) * 255).astype(np.uint8)
-    return cv2.GaussianBlur(noise, (5, 5), 0)
-
-
-def rgb16(h: int = 6, w: int = 9, seed: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 65536, (h, w, 3), dtype=np.uint16)
-
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png_bytes(arr: np.ndarray, colour_type: int, exif: bytes | None = None) -> bytes:
-    """A minimal PNG built by hand: 16-bit colour and eXIf chunks PIL cannot write itself."""
-    h, w = arr.shape[:2]
-    depth = 16 if arr.dtype == np.uint16 else 8
-    row_dtype = ">u2" if depth == 16 else "u1"
-    raw = b"".join(b"\x00" + arr[y].astype(row_dtype).tobytes() for y in range(h))
-    ihdr = struct.pack(">IIBBBBB", w, h, depth, colour_type, 0, 0, 0)
-    chunks = chunk(b"IHDR", ihdr)
-    if exif is not None:
-        chunks += chunk(b"eXIf", exif)
-    chunks += chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
-    return PNG_SIGNATURE + chunks
-
-
-def exif_with_orientation(orientation: int) -> Image.Exif:
-    exif = Image.Exif()
-    exif[EXIF_ORIENTATION] = orientation
-    return exif
-
-
-def pil_bytes(img: Image.Image, fmt: str, **params: object) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **params)
-    return buf.getvalue()
-
+from imagekit import (
+    exif_with_orientation,
+    pil_bytes,
+    png_bytes,
+    rgb16,
+    smooth_rgb,
+)
 
 # --- parity with cv2.imread (the official MiDaS reader) -------------------------------------
 
@@ -272,137 +228,6 @@ def test_pil_image_source() -> None:
 def test_unknown_source_type() -> None:
     with pytest.raises(TypeError):
         load_image(12345)  # type: ignore[arg-type]
-
-
-# --- errors ---------------------------------------------------------------------------------
-
-
-def test_missing_path(tmp_path: Path) -> None:
-    missing = tmp_path / "nope.jpg"
-    with pytest.raises(InputNotFoundError, match="no such file") as info:
-        load_image(missing)
-    assert info.value.source == str(missing)
-    assert info.value.status == 404
-
-
-def test_directory(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="directory") as info:
-        load_image(tmp_path)
-    assert type(info.value) is InputError
-
-
-def test_empty_bytes_and_file(tmp_path: Path) -> None:
-    with pytest.raises(UnsupportedFormatError) as info:
-        load_image(b"")
-    assert info.value.source == "<bytes>"
-    assert all(fmt in str(info.value) for fmt in SUPPORTED_FORMATS)
-    empty = tmp_path / "empty.png"
-    empty.write_bytes(b"")
-    with pytest.raises(UnsupportedFormatError):
-        load_image(empty)
-
-
-def test_not_an_image() -> None:
-    with pytest.raises(UnsupportedFormatError, match="not a recognised image") as info:
-        load_image(b"hello, this is plain text and not an image at all", source="upload.txt")
-    assert info.value.source == "upload.txt"
-    assert "PNG" in str(info.value)
-    assert info.value.status == 415
-
-
-def jpeg_data() -> bytes:
-    ok, buf = cv2.imencode(".jpg", smooth_rgb())
-    assert ok
-    return buf.tobytes()
-
-
-def png_data() -> bytes:
-    return encode_png(smooth_rgb())
-
-
-def corrupt(data: bytes, marker: bytes, offset: int) -> bytes:
-    out = bytearray(data)
-    out[data.index(marker) + offset] ^= 0xFF
-    return bytes(out)
-
-
-@pytest.mark.parametrize(
-    "make",
-    [
-        pytest.param(lambda: jpeg_data()[: len(jpeg_data()) // 2], id="jpeg-cut-in-half"),
-        pytest.param(lambda: jpeg_data()[:-2], id="jpeg-without-eoi"),
-        pytest.param(lambda: jpeg_data()[:200], id="jpeg-header-only"),
-        pytest.param(lambda: corrupt(png_data(), b"IDAT", 10), id="png-broken-idat"),
-        pytest.param(lambda: corrupt(png_data(), b"IHDR", 6), id="png-broken-ihdr"),
-        pytest.param(lambda: png_data()[: len(png_data()) // 2], id="png-truncated"),
-        pytest.param(lambda: png_bytes(rgb16(), 2)[:80], id="png16-truncated"),
-    ],
-)
-def test_corrupt_images(make: object) -> None:
-    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
-    with pytest.raises(ImageDecodeError) as info:
-        load_image(make())  # type: ignore[operator]
-    assert info.value.status == 422
-
-
-def test_truncated_jpeg_file_names_the_path(tmp_path: Path) -> None:
-    path = tmp_path / "cut.jpg"
-    path.write_bytes(jpeg_data()[:-300])
-    with pytest.raises(ImageDecodeError) as info:
-        load_image(path)
-    assert info.value.source == str(path)
-
-
-def test_too_many_pixels_is_checked_from_the_header() -> None:
-    with pytest.raises(ImageTooLargeError) as info:
-        load_image(png_data(), max_pixels=1000)
-    message = str(info.value)
-    assert "64 x 48 = 3072 pixels" in message
-    assert "limit of 1000 pixels" in message
-    assert "--max-pixels" in message
-    assert info.value.status == 413
-    assert load_image(png_data(), max_pixels=3072).shape == (48, 64, 3)
-
-
-def test_pixel_cap_applies_to_arrays() -> None:
-    with pytest.raises(ImageTooLargeError):
-        load_image(smooth_rgb(), max_pixels=100)
-
-
-def bomb_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims a huge image; the pixel data is absent."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
-
-
-@pytest.mark.parametrize("side", [10_000, 20_000])
-def test_bomb_headers_fail_fast_without_warnings(side: int) -> None:
-    """10000^2 trips PIL's warning, 20000^2 its error; both become ImageTooLargeError."""
-    data = bomb_header(side, side)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with pytest.raises(ImageTooLargeError, match=f"{side * side} pixels"):
-            load_image(data)
-
-
-def test_pil_bomb_error_is_converted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    with pytest.raises(ImageTooLargeError, match="3072 pixels, above the limit of 500"):
-        load_image(png_data(), max_pixels=500)
-
-
-def test_cap_above_pil_limit_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert load_image(png_data(), max_pixels=10_000).shape == (48, 64, 3)
-    assert Image.MAX_IMAGE_PIXELS == 1000
-
-
-@pytest.mark.parametrize("bad", [0, -5, 1.5, True])
-def test_bad_max_pixels(bad: object) -> None:
-    with pytest.raises(InvalidOptionError):
-        load_image(png_data(), max_pixels=bad)  # type: ignore[arg-type]
 
 
 # --- encoders -------------------------------------------------------------------------------

@@ -10,48 +10,39 @@ import cv2
 import pytest
 from PIL import Image, ImageFile
 
-from depthlite.errors import (
-    ImageDecodeError,
-    ImageTooLargeError,
-    InputError,
-    InputNotFoundError,
-    InvalidOptionError,
-    UnsupportedFormatError,
-)
+from depthlite import errors
 from depthlite.imageio.decode import SUPPORTED_FORMATS, load_image
 from depthlite.imageio.encode import encode_png
 from imagekit import PNG_SIGNATURE, chunk, png_bytes, rgb16, smooth_rgb
 
-# --- errors ---------------------------------------------------------------------------------
-
 
 def test_missing_path(tmp_path: Path) -> None:
     missing = tmp_path / "nope.jpg"
-    with pytest.raises(InputNotFoundError, match="no such file") as info:
+    with pytest.raises(errors.InputNotFoundError, match="no such file") as info:
         load_image(missing)
     assert info.value.source == str(missing)
     assert info.value.status == 404
 
 
 def test_directory(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="directory") as info:
+    with pytest.raises(errors.InputError, match="directory") as info:
         load_image(tmp_path)
-    assert type(info.value) is InputError
+    assert type(info.value) is errors.InputError
 
 
 def test_empty_bytes_and_file(tmp_path: Path) -> None:
-    with pytest.raises(UnsupportedFormatError) as info:
+    with pytest.raises(errors.UnsupportedFormatError) as info:
         load_image(b"")
     assert info.value.source == "<bytes>"
     assert all(fmt in str(info.value) for fmt in SUPPORTED_FORMATS)
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
-    with pytest.raises(UnsupportedFormatError):
+    with pytest.raises(errors.UnsupportedFormatError):
         load_image(empty)
 
 
 def test_not_an_image() -> None:
-    with pytest.raises(UnsupportedFormatError, match="not a recognised image") as info:
+    with pytest.raises(errors.UnsupportedFormatError, match="not a recognised image") as info:
         load_image(b"hello, this is plain text and not an image at all", source="upload.txt")
     assert info.value.source == "upload.txt"
     assert "PNG" in str(info.value)
@@ -88,7 +79,7 @@ def corrupt(data: bytes, marker: bytes, offset: int) -> bytes:
 )
 def test_corrupt_images(make: object) -> None:
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
-    with pytest.raises(ImageDecodeError) as info:
+    with pytest.raises(errors.ImageDecodeError) as info:
         load_image(make())  # type: ignore[operator]
     assert info.value.status == 422
 
@@ -96,13 +87,13 @@ def test_corrupt_images(make: object) -> None:
 def test_truncated_jpeg_file_names_the_path(tmp_path: Path) -> None:
     path = tmp_path / "cut.jpg"
     path.write_bytes(jpeg_data()[:-300])
-    with pytest.raises(ImageDecodeError) as info:
+    with pytest.raises(errors.ImageDecodeError) as info:
         load_image(path)
     assert info.value.source == str(path)
 
 
 def test_too_many_pixels_is_checked_from_the_header() -> None:
-    with pytest.raises(ImageTooLargeError) as info:
+    with pytest.raises(errors.ImageTooLargeError) as info:
         load_image(png_data(), max_pixels=1000)
     message = str(info.value)
     assert "64 x 48 = 3072 pixels" in message
@@ -113,7 +104,7 @@ def test_too_many_pixels_is_checked_from_the_header() -> None:
 
 
 def test_pixel_cap_applies_to_arrays() -> None:
-    with pytest.raises(ImageTooLargeError):
+    with pytest.raises(errors.ImageTooLargeError):
         load_image(smooth_rgb(), max_pixels=100)
 
 
@@ -125,17 +116,17 @@ def bomb_header(width: int, height: int) -> bytes:
 
 @pytest.mark.parametrize("side", [10_000, 20_000])
 def test_bomb_headers_fail_fast_without_warnings(side: int) -> None:
-    """10000^2 trips PIL's warning, 20000^2 its error; both become ImageTooLargeError."""
+    """10000^2 trips PIL's warning, 20000^2 its error; both become errors.ImageTooLargeError."""
     data = bomb_header(side, side)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(ImageTooLargeError, match=f"{side * side} pixels"):
+        with pytest.raises(errors.ImageTooLargeError, match=f"{side * side} pixels"):
             load_image(data)
 
 
 def test_pil_bomb_error_is_converted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    with pytest.raises(ImageTooLargeError, match="3072 pixels, above the limit of 500"):
+    with pytest.raises(errors.ImageTooLargeError, match="3072 pixels, above the limit of 500"):
         load_image(png_data(), max_pixels=500)
 
 
@@ -149,5 +140,5 @@ def test_cap_above_pil_limit_is_honoured(monkeypatch: pytest.MonkeyPatch) -> Non
 
 @pytest.mark.parametrize("bad", [0, -5, 1.5, True])
 def test_bad_max_pixels(bad: object) -> None:
-    with pytest.raises(InvalidOptionError):
+    with pytest.raises(errors.InvalidOptionError):
         load_image(png_data(), max_pixels=bad)  # type: ignore[arg-type]

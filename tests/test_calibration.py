@@ -127,6 +127,13 @@ def test_pixels_beyond_infinity_become_nan_never_inf() -> None:
 # ---------------------------------------------------------------- bad input
 
 
+def test_points_all_at_one_distance_say_so_and_how_to_fit_them() -> None:
+    same = [(KnownPoint(0, 0, 3.0), 10.0), (KnownPoint(5, 0, 3.0), 5.0)]
+    with pytest.raises(CalibrationError, match=r"every known point is at 3 m.*--fit scale"):
+        fit_values("relative_inverse_depth", same, fit="scale_shift")
+    assert fit_values("relative_inverse_depth", same, fit="scale").scale > 0
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -90,6 +90,22 @@ def test_image_job_gives_a_zip_of_every_output_and_reports_bad_inputs(
     np.testing.assert_array_equal(np.load(io.BytesIO(archive.read("a.npy"))), expected.depth)
 
 
+def test_every_upload_is_accounted_for_empty_ones_and_all_failing_jobs_too(
+    client: TestClient,
+) -> None:
+    files = _files(("a.png", IMAGES[0]), ("empty.png", b""))
+    done = _wait(client, _submit(client, files)["id"])
+    assert [f["input"] for f in done["failures"]] == ["empty.png"]
+    assert "empty input" in done["failures"][0]["detail"]
+
+    bad = _files(("x.png", b"not an image"), ("y.png", b""))
+    job = _submit(client, bad)
+    assert job["inputs"] == 2
+    failed = _wait(client, job["id"], ("failed",))
+    assert "every input failed (2)" in failed["error"]
+    assert [f["input"] for f in failed["failures"]] == ["x.png", "y.png"]
+
+
 def test_one_image_one_format_is_the_file_itself(client: TestClient) -> None:
     job = _submit(client, _files(("photo.png", IMAGES[2])), format="png16")
     _wait(client, job["id"])

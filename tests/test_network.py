@@ -67,7 +67,7 @@ def test_pickled_code_is_refused(tmp_path: Path) -> None:
 
     path = tmp_path / "evil.pt"
     torch.save({"x": Evil()}, path)
-    with pytest.raises(WeightsError, match="cannot read checkpoint"):
+    with pytest.raises(WeightsError, match="as a PyTorch checkpoint"):
         load_state_dict(path)
 
 

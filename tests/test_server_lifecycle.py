@@ -230,6 +230,37 @@ def test_shutdown_finishes_in_flight_requests_and_refuses_new_ones(gated: GatedE
     asyncio.run(scenario())
 
 
+def test_a_stop_during_warm_up_waits_for_it_and_skips_the_rest(fresh: GatedEstimator) -> None:
+    # A stop while the warm-up runs the network: the process must not exit under it (ONNX
+    # Runtime's threads then abort it, exit 134), and the remaining warm-up steps are skipped.
+    fresh.hold()
+    calls: list[str] = []
+    predict = fresh.predict
+
+    def counted(image: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs.get("source", ""))
+        return predict(image, **kwargs)
+
+    fresh.predict = counted  # type: ignore[method-assign]
+    app = create_app(Settings(), fresh)
+    service: Service = app.state.service
+
+    async def scenario() -> None:
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        assert await asyncio.to_thread(fresh.entered.acquire, timeout=WAIT)  # first warm-up run
+        service.begin_shutdown()  # what SIGTERM does
+        asyncio.get_running_loop().call_later(0.3, fresh.let_go)
+        start = time.perf_counter()
+        await lifespan.__aexit__(None, None, None)
+        assert time.perf_counter() - start >= 0.2, "the stop must wait for the warm-up"
+
+    asyncio.run(scenario())
+    assert service._warmup is not None and not service._warmup.is_alive()
+    assert not service.is_ready()
+    assert calls == ["<warm-up>"], "the later warm-up images must be skipped"
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

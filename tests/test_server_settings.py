@@ -95,7 +95,7 @@ def test_serve_maps_a_bad_setting_to_exit_code_2(
 ) -> None:
     assert main(["serve", "--workers", "0"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("depthlite: error: invalid server setting: workers")
+    assert err.startswith("depthlite: error: invalid setting: workers")
     assert err.count("\n") == 1
     assert main(["serve", "--backend", "torch", "--precision", "int8"]) == 2
     assert "does not run precision 'int8'" in capsys.readouterr().err

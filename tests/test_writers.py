@@ -12,7 +12,7 @@ from PIL import Image
 
 from depthlite import fsutil
 from depthlite.colorize import colorize, normalize_minmax
-from depthlite.errors import InvalidOptionError
+from depthlite.errors import InvalidOptionError, OutputError
 from depthlite.imageio.writers import (
     OUTPUT_FORMATS,
     OUTPUT_SUFFIX,
@@ -241,7 +241,7 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.Mon
         raise OSError("disk on fire")
 
     monkeypatch.setattr(fsutil.os, "replace", crash)
-    with pytest.raises(OSError, match="disk on fire"):
+    with pytest.raises(OutputError, match=r"cannot write .*f\.npy: disk on fire"):
         write_outputs(small_depth(), None, tmp_path, Path("f"), ["npy"])
     assert target.read_bytes() == b"old"
     assert leftovers(tmp_path) == []

@@ -21,6 +21,8 @@ __all__ = [
     "InvalidOptionError",
     "MetricUnavailableError",
     "OfflineError",
+    "OutputError",
+    "QueueUnavailableError",
     "ToolUnavailableError",
     "UnknownModelError",
     "UnsupportedFormatError",
@@ -173,6 +175,19 @@ class VideoEncodeError(DepthliteError):
     """Writing the output video failed (encoder error, disk full); nothing is left behind."""
 
     code = "encode_failed"
+
+
+class OutputError(DepthliteError):
+    """An output (or cache) file cannot be written: read-only, no permission, disk full."""
+
+    code = "output_error"
+
+
+class QueueUnavailableError(DepthliteError):
+    """The distributed job queue (Redis) cannot be reached."""
+
+    code = "queue_unavailable"
+    status = 503
 
 
 class ToolUnavailableError(DepthliteError):

@@ -6,10 +6,12 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from depthlite.cli.speed import add_fast_preprocess_option
 from depthlite.colorize import COLORMAPS, DEFAULT_COLORMAP
+from depthlite.errors import InvalidOptionError
 from depthlite.estimator import DepthEstimator
 from depthlite.imageio import DEFAULT_MAX_PIXELS, OUTPUT_FORMATS
 from depthlite.options import (
@@ -31,6 +33,7 @@ __all__ = [
     "add_model_options",
     "add_verbosity_options",
     "build_estimator",
+    "check_output_folder",
     "comma_list",
     "configure_logging",
     "error",
@@ -234,6 +237,12 @@ class ProgressBar:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+def check_output_folder(output: Path) -> None:
+    """``-o DIR`` must be a folder (or not exist yet): refused once, not once per image."""
+    if output.exists() and not output.is_dir():
+        raise InvalidOptionError(f"-o {output} is a file; -o takes a folder for the outputs")
 
 
 def add_max_pixels_option(parser: argparse.ArgumentParser) -> None:

@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING
 from depthlite.cli.common import (
     add_colormap_option,
     add_formats_option,
+    add_max_pixels_option,
     add_model_options,
     build_estimator,
+    check_output_folder,
     error,
     positive_int,
 )
@@ -72,6 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders")
     p.add_argument("--local", action="store_true", help="run here even if a queue is set")
     p.add_argument("--chunk", type=positive_int, default=8, help="images per queued job")
+    add_max_pixels_option(p)
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-v", "--verbose", action="count", default=0)
     add_calibration_options(p)
@@ -88,6 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "are acknowledged only when finished: a killed worker's job goes to another worker.",
     )
     w.add_argument("-v", "--verbose", action="count", default=0)
+    add_max_pixels_option(w)
     _queue_options(w)
     add_model_options(w)
     w.set_defaults(handler=run_worker, quiet=False)
@@ -103,6 +107,7 @@ def run_batch(args: argparse.Namespace) -> int:
         raise InvalidOptionError(
             "batch fits each image on its own: --save-calibration is for predict"
         )
+    check_output_folder(args.output)
     est = build_estimator(args, progress=not args.quiet)
     request = output_request(args, est)  # usage errors before any work
     queued = not args.local and bool(args.queue or os.environ.get("DEPTHLITE_QUEUE"))

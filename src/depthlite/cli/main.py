@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -10,9 +11,11 @@ from depthlite._version import __version__
 from depthlite.cli import bench, jobs, manage, predict, serve, video
 from depthlite.cli import eval as eval_command
 from depthlite.cli.common import configure_logging, error
-from depthlite.errors import DepthliteError
+from depthlite.errors import EXIT_FAILURE, DepthliteError
 
 __all__ = ["build_parser", "main"]
+
+logger = logging.getLogger("depthlite.cli")
 
 _COMMANDS = (predict, video, jobs, manage, bench, eval_command, serve)
 
@@ -39,6 +42,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DepthliteError as exc:
         error(str(exc))
         return exc.exit_code
+    except OSError as exc:
+        # The last net: a file or folder the command cannot read or write, named, without a
+        # traceback (-v logs it). Known places raise typed errors with their own advice.
+        logger.debug("%s", exc, exc_info=True)
+        where = f"{exc.filename}: " if exc.filename else ""
+        error(f"{where}{exc.strerror or exc}")
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         error("interrupted")
         return 130

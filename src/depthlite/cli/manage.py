@@ -9,6 +9,7 @@ from pathlib import Path
 from depthlite import hub
 from depthlite.cli.common import add_model_options
 from depthlite.errors import EXIT_OK, BackendUnavailableError, InvalidOptionError
+from depthlite.fsutil import make_parent, output_error
 from depthlite.zoo import CARDS, DEFAULT_MODEL, get_card
 from depthlite.zoo.autoprecision import AUTO_RECIPE, cached_choices
 from depthlite.zoo.cards import ModelCard
@@ -125,8 +126,11 @@ def _publish(path: Path, output: Path | None) -> Path:
         return path
     if output.suffix.lower() != ".onnx":
         raise InvalidOptionError(f"-o {output}: name the file with an .onnx extension")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, output)
+    make_parent(output)
+    try:
+        shutil.copyfile(path, output)
+    except OSError as exc:
+        raise output_error(output, exc) from exc
     return output
 
 

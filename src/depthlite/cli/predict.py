@@ -15,6 +15,7 @@ from depthlite.cli.common import (
     add_model_options,
     add_verbosity_options,
     build_estimator,
+    check_output_folder,
     error,
 )
 from depthlite.cli.metres import (
@@ -88,6 +89,8 @@ def _after(item: InputItem, info: DepthInfo, args: argparse.Namespace, bar: Prog
 def run(args: argparse.Namespace) -> int:
     # Options first: a wrong --model, or metres this model cannot give without known points,
     # is a usage error whatever the inputs are.
+    if args.output is not None:
+        check_output_folder(args.output)
     est = build_estimator(args, progress=not args.quiet)
     request = output_request(args, est)
     items, failures = expand_inputs(

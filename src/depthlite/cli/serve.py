@@ -30,7 +30,7 @@ _OPTIONS: tuple[tuple[str, type, str, str], ...] = (
         "comma-separated models to serve, the first the default; requests "
         "choose with ?model= (`depthlite models` lists them); --model is the same flag",
     ),
-    ("weights", str, "PATH", "serve this checkpoint or ONNX file (with one model)"),
+    ("weights", str, "PATH", "checkpoint or ONNX file to serve (several models: MODEL=PATH,...)"),
     ("backend", str, "NAME", f"runtime: {', '.join(BACKENDS)}"),
     ("precision", str, "NAME", f"{', '.join(PRECISION_CHOICES)} (what the backend offers)"),
     ("resize", str, "MODE", f"default resize mode: {', '.join(RESIZE_MODES)}"),

@@ -299,6 +299,13 @@ def _check_positive(points: list[KnownPoint], fitted: np.ndarray, space: str) ->
 
 
 def _check_spread(points: list[KnownPoint], values: np.ndarray, fit: str) -> None:
+    distances = {p.distance for p in points}
+    if fit == "scale_shift" and len(distances) == 1:
+        raise CalibrationError(
+            f"every known point is at {points[0].distance:g} m: one distance fixes a shift but "
+            "no scale; give points at different distances, or fit the scale only (--fit scale; "
+            "fit=scale in the API)"
+        )
     top = float(np.max(np.abs(values)))
     if fit == "scale" and top == 0.0:
         raise CalibrationError("the model's value is 0 at every known point: no scale fits")

@@ -19,8 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from depthlite.errors import InputError
+from depthlite.errors import InputError, QueueUnavailableError
 from depthlite.estimator import DepthEstimator
 from depthlite.imageio import (
     SIDECAR,
@@ -160,6 +161,23 @@ def _collect(
     store.delete_prefix(f"inputs/{chunk.job_id}")
 
 
+def _check_reachable(broker: str) -> None:
+    """Fail in seconds, with the fix, when Redis is not there: Celery would retry for about
+    20 s and then raise its own error from deep inside its result backend."""
+    import redis
+
+    try:
+        redis.Redis.from_url(broker, socket_connect_timeout=5, socket_timeout=5).ping()
+    except redis.RedisError as exc:
+        where = urlsplit(broker)
+        host = where.hostname or where.path  # a unix:// socket has a path, not a host
+        raise QueueUnavailableError(
+            f"cannot reach the job queue ({where.scheme}://{host}"
+            f"{f':{where.port}' if where.port else ''}): {exc}; start Redis there, fix "
+            "--queue (DEPTHLITE_QUEUE), or run here with --local"
+        ) from None
+
+
 def run_queued(
     config: QueueConfig,
     items: list[InputItem],
@@ -177,6 +195,7 @@ def run_queued(
     from depthlite.jobs.celery_app import make_celery
     from depthlite.jobs.shared import open_store
 
+    _check_reachable(config.broker)
     celery, store = make_celery(config), open_store(config.store)
     chunks = [
         _submit(celery, store, items[i : i + chunk_size], spec)

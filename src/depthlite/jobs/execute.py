@@ -39,6 +39,10 @@ class JobFailedError(DepthliteError):
     code = "job_failed"
     status = 422
 
+    def __init__(self, message: str, failures: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.failures = failures or []  # each input's reason, kept with the failed job
+
 
 @dataclass
 class JobOutcome:
@@ -98,7 +102,9 @@ def _images(ctx: _Context, inputs: list[Path]) -> list[dict[str, str]]:
                 )
             ctx.progress(done, len(inputs))
     if failures and len(failures) == len(inputs):
-        raise JobFailedError(f"every input failed; first: {failures[0]['detail']}")
+        raise JobFailedError(
+            f"every input failed ({len(failures)}); first: {failures[0]['detail']}", failures
+        )
     return failures
 
 

@@ -131,7 +131,7 @@ class EmbeddedRunner:
             if self.stopping:  # e.g. the pool refused work because the server is stopping
                 logger.info("job %s interrupted by shutdown; it restarts on the next start", job.id)
                 return
-            self.store.fail(job.id, str(exc))
+            self.store.fail(job.id, str(exc), getattr(exc, "failures", None))
             logger.info("job %s failed: %s", job.id, exc)
             return
         except Exception as exc:

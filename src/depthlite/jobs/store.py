@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from depthlite.errors import OutputError
 from depthlite.jobs.spec import FINAL_STATES, JobNotFoundError, JobSpec, JobStateError
 
 __all__ = ["Job", "JobStore", "new_job_id"]
@@ -111,9 +112,20 @@ class JobStore:
     def __init__(self, root: Path, ttl: float) -> None:
         self.root = Path(root)
         self.ttl = ttl
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot keep jobs in {self.root}: {exc.strerror}; choose a writable folder "
+                "(--jobs-dir)"
+            ) from exc
         self._local = threading.local()
-        self._db().executescript(_SCHEMA)  # it commits by itself: not in a transaction
+        try:
+            self._db().executescript(_SCHEMA)  # it commits by itself: not in a transaction
+        except sqlite3.Error as exc:  # a folder it cannot write: "unable to open database file"
+            raise OutputError(
+                f"cannot keep jobs in {self.root}: {exc}; choose a writable folder (--jobs-dir)"
+            ) from exc
 
     # ------------------------------------------------------------------ plumbing
     def _db(self) -> sqlite3.Connection:

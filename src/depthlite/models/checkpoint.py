@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -10,6 +11,8 @@ from depthlite.errors import WeightsError
 from depthlite.fsutil import atomic_path
 
 __all__ = ["load_state_dict", "save_state_dict"]
+
+logger = logging.getLogger(__name__)
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -21,10 +24,17 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        # torch's own text suggests weights_only=False, which would run the file's code.
+        logger.debug("torch.load(%s) failed: %s", path, exc)
+        hint = (
+            "an .onnx file is run as it is, not converted: pass it to predict, batch, video or "
+            "serve (backend onnxruntime or openvino); convert takes a .pt/.pth checkpoint"
+            if Path(path).suffix.lower() == ".onnx"
+            else "pass the official .pt/.pth checkpoint, or if it is in the cache, delete it "
+            "so it is downloaded again"
+        )
         raise WeightsError(
-            f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); is it a MiDaS .pt "
-            "file? Pass a valid --weights file, or if it is in the cache, delete it so it is "
-            "downloaded again"
+            f"cannot read {path} as a PyTorch checkpoint ({type(exc).__name__}): {hint}"
         ) from exc
     if isinstance(data, dict) and "model" in data and isinstance(data["model"], dict):
         data = data["model"]  # the original BaseModel.load accepts training snapshots too

@@ -17,7 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from depthlite.errors import BackendUnavailableError, ConversionError, InputNotFoundError
+from depthlite.errors import (
+    BackendUnavailableError,
+    ConversionError,
+    ImageTooLargeError,
+    InputNotFoundError,
+)
 from depthlite.fsutil import atomic_path
 from depthlite.imageio import expand_inputs, load_image
 from depthlite.metrics import Agreement, agreement
@@ -119,6 +124,11 @@ def load_photos(folder: Path) -> list[Photo]:
     for item in items:
         try:
             photos.append(Photo(item.stem, load_image(item.path or "")))
+        except ImageTooLargeError as exc:  # quantize has no --max-pixels: the way out differs
+            reason = str(exc).partition("; raise it")[0]
+            logger.warning(
+                "skipping calibration image %s: %s; give a smaller copy", item.source, reason
+            )
         except Exception as exc:  # one bad file must not stop the calibration
             logger.warning("skipping calibration image %s: %s", item.source, exc)
     if not photos:

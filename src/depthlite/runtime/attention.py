@@ -30,6 +30,8 @@ HEADS_PREFIX = "depthlite_heads"
 
 def _has_softmax(path: Path) -> bool:
     """Whether the file may hold attention: the op name appears in its bytes (cheap, no onnx)."""
+    if path.stat().st_size == 0:  # mmap refuses empty files; loading it says what is wrong
+        return False
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
         return data.find(b"Softmax") >= 0
 

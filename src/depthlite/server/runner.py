@@ -7,8 +7,10 @@ connections), uvicorn stops accepting connections and waits for in-flight reques
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +18,7 @@ from types import FrameType
 
 import uvicorn
 
-from depthlite.errors import EXIT_FAILURE, EXIT_OK
+from depthlite.errors import EXIT_FAILURE, EXIT_OK, InvalidOptionError
 from depthlite.server.app import create_app
 from depthlite.server.deadlines import guarded_protocol
 from depthlite.server.logs import configure_logging
@@ -66,9 +68,35 @@ def _graceful_stop_is_success() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _check_address(host: str, port: int) -> None:
+    """Refuse, before minutes of loading, an address uvicorn could not listen on."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise InvalidOptionError(
+            f"--host {host}: not an address ({exc.strerror}); use 127.0.0.1, 0.0.0.0 (every "
+            "interface) or a name that resolves"
+        ) from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            hints = {
+                errno.EADDRINUSE: f"port {port} is in use on {host}: stop what uses it, or "
+                "choose another with --port (DEPTHLITE_PORT)",
+                errno.EADDRNOTAVAIL: f"--host {host}: this machine has no such address; use "
+                "127.0.0.1 or 0.0.0.0",
+                errno.EACCES: f"port {port} needs privileges: choose one above 1023 with --port",
+            }
+            reason = hints.get(exc.errno or 0, f"cannot listen on {host}:{port}: {exc}")
+            raise InvalidOptionError(reason) from None
+
+
 def serve(settings: Settings) -> int:
     """Load the models (fatal errors surface before the port opens), then serve until stopped."""
     configure_logging(settings.log_format, settings.log_level)
+    _check_address(settings.host, settings.port)
     estimators = build_estimators(settings)
     # Resolving a model file (download, conversion) can fail for good; fail fast here, with
     # the library's error and exit code, instead of a server that never becomes ready.

@@ -107,6 +107,7 @@ class Service:
         self._warmup_ms = 0.0
         self._model_info: dict[str, ModelInfo] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._warmup: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -120,7 +121,8 @@ class Service:
         self._sweeper = self._loop.create_task(self._sweep_uploads())
         self.pool.start()
         # Daemon: an estimator stuck in load() must not block interpreter exit.
-        threading.Thread(target=self._warm_up, name="depthlite-warmup", daemon=True).start()
+        self._warmup = threading.Thread(target=self._warm_up, name="depthlite-warmup", daemon=True)
+        self._warmup.start()
 
     async def _sweep_uploads(self) -> None:
         """Folders of uploads a killed server left: once now, then every interval."""
@@ -135,8 +137,14 @@ class Service:
         start = time.perf_counter()
         try:
             for name, est in self.estimators.items():
+                if self._draining.is_set():
+                    logger.info("warm-up stopped: the server is shutting down")
+                    return
                 est.load()
                 for height, width in _WARMUP_SHAPES:
+                    if self._draining.is_set():
+                        logger.info("warm-up stopped: the server is shutting down")
+                        return
                     est.predict(_warmup_image(height, width), source="<warm-up>")
                 self._model_info[name] = self._describe(est, loaded=True)
         except BaseException as exc:  # reported by /readyz and every request, never raised
@@ -165,6 +173,10 @@ class Service:
         self.begin_shutdown()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        # A warm-up still running stops at its next step; the process must not exit while
+        # it is inside the runtime (ONNX Runtime's threads then abort the process: exit 134).
+        if self._warmup is not None and self._warmup.is_alive():
+            await asyncio.to_thread(self._warmup.join, self.settings.shutdown_timeout)
         # Off the loop: the job runner may be waiting for a pool result the loop delivers.
         await asyncio.to_thread(self.jobs.stop, self.settings.shutdown_timeout)
         stats = self.pool.stats()

@@ -38,6 +38,10 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 _SECRET_FIELDS = frozenset({"api_key"})
 
 
+# What redis-py (and so Celery) accepts as a broker URL.
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
 class Settings(BaseSettings):
     """Everything ``depthlite serve`` can be told; env ``DEPTHLITE_<FIELD>`` (upper case)."""
 
@@ -138,6 +142,16 @@ class Settings(BaseSettings):
             raise InvalidOptionError("serve at least one model")
         # Aliases become the canonical name; the same model twice is loaded once.
         return tuple(dict.fromkeys(get_card(name).name for name in value))
+
+    @field_validator("queue")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(_REDIS_SCHEMES):
+            raise InvalidOptionError(
+                "the queue is a Redis URL: redis://HOST:6379/0, rediss://... (TLS) or "
+                "unix:///path/to/redis.sock"
+            )
+        return value
 
     @field_validator("backend")
     @classmethod
@@ -274,4 +288,4 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**given)
     except ValidationError as exc:
         problems = "; ".join(_describe(error) for error in exc.errors())  # type: ignore[arg-type]
-        raise InvalidOptionError(f"invalid server setting: {problems}") from None
+        raise InvalidOptionError(f"invalid setting: {problems}") from None

@@ -172,8 +172,8 @@ async def save_uploads(
                 path = folder / f"{index:06d}_{_safe_name(part.filename, index)}"
                 await asyncio.to_thread(_copy, part, path)
                 saved.append(SavedFile(path, part.content_type or ""))
-    saved = [item for item in saved if item.path.stat().st_size > 0]
-    if not saved:
+    # An empty part among others is kept: the job reports it as a failed input, by name.
+    if not any(item.path.stat().st_size > 0 for item in saved):
         raise MissingImageError(
             f"no input: send files as multipart {FILE_FIELD!r} fields "
             f"(-F {FILE_FIELD}=@a.jpg -F {FILE_FIELD}=@b.jpg) or one file as the body"

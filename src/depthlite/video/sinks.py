@@ -25,7 +25,7 @@ import numpy as np
 
 from depthlite.colorize import apply_palette, display_depth
 from depthlite.errors import InvalidOptionError
-from depthlite.fsutil import FILE_MODE
+from depthlite.fsutil import FILE_MODE, make_parent, output_error
 from depthlite.geometry.calibration import Calibration
 from depthlite.imageio.depthfile import DepthInfo, display_range, png16_text
 from depthlite.imageio.png import encode_gray
@@ -38,16 +38,23 @@ __all__ = ["VIDEO_FORMATS", "FrameSink", "open_sink", "output_format"]
 logger = logging.getLogger(__name__)
 
 _SUFFIX_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mp4", ".npz": "npz"}
+_NAMED = {"mp4": "a .mp4 file", "npz": "a .npz file", "png16": "a folder"}
 
 
 def output_format(output: Path, fmt: str | None) -> str:
     """The format asked for, or the one the output's suffix implies (a folder: png16)."""
+    implied = _SUFFIX_FORMATS.get(output.suffix.lower())
     if fmt is not None:
         if fmt not in VIDEO_FORMATS:
             raise InvalidOptionError(f"unknown video format {fmt!r}; choose from {VIDEO_FORMATS}")
+        if implied is not None and implied != fmt:
+            raise InvalidOptionError(
+                f"--format {fmt}, but {output.name!r} is named for {implied}: name the output "
+                f"for {fmt} ({_NAMED[fmt]}) or leave --format out"
+            )
         return fmt
-    if output.suffix.lower() in _SUFFIX_FORMATS:
-        return _SUFFIX_FORMATS[output.suffix.lower()]
+    if implied is not None:
+        return implied
     if not output.suffix or output.is_dir():
         return "png16"
     raise InvalidOptionError(
@@ -84,8 +91,11 @@ class FrameSink(ABC):
 
 
 def _temp_file(output: Path, suffix: str) -> Path:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=suffix)
+    make_parent(output)
+    try:
+        fd, name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=suffix)
+    except OSError as exc:
+        raise output_error(output, exc) from exc
     os.close(fd)
     return Path(name)
 
@@ -159,9 +169,12 @@ class Png16Sink(FrameSink):
             raise InvalidOptionError(
                 f"{output} exists and is not an empty folder; choose a new folder for the frames"
             )
-        output.parent.mkdir(parents=True, exist_ok=True)
+        make_parent(output)
         self.normalizer = TemporalNormalizer(normalizer)
-        self._tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.part"))
+        try:
+            self._tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.part"))
+        except OSError as exc:
+            raise output_error(output, exc) from exc
         self._count = 0
 
     def write(self, depth: np.ndarray, rgb: np.ndarray) -> None:
@@ -263,6 +276,11 @@ def open_sink(
     depth_info: DepthInfo,
 ) -> FrameSink:
     """The sink for ``fmt`` (one of VIDEO_FORMATS), ready for frames of ``depth_info``."""
+    if side and fmt != "mp4":
+        raise InvalidOptionError(
+            f"--side puts the input beside the colour map in an mp4; {fmt} holds depth only: "
+            "drop --side, or write a .mp4"
+        )
     if fmt == "png16":
         return Png16Sink(output, normalizer, depth_info)
     if fmt == "npz":

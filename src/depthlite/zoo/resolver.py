@@ -30,8 +30,14 @@ from depthlite.errors import (
     DownloadError,
     InputNotFoundError,
     OfflineError,
+    WeightsError,
 )
-from depthlite.runtime.metadata import is_int8_file, official_size
+from depthlite.runtime.metadata import (
+    MODEL_KEY,
+    is_int8_file,
+    official_size,
+    read_metadata_props,
+)
 from depthlite.zoo import derive
 from depthlite.zoo.architectures import architecture_of
 from depthlite.zoo.cards import ModelCard
@@ -181,9 +187,34 @@ def _optimized(card: ModelCard, source: Path) -> tuple[Path, bool]:
 
 def _user_file(weights: str | Path) -> Path:
     path = Path(weights).expanduser()
-    if not path.is_file():
-        raise InputNotFoundError("weights file not found; check the --weights path", str(path))
+    try:
+        if path.is_dir():
+            raise WeightsError(f"--weights {path} is a folder; pass the model file in it")
+        if not path.is_file():
+            raise InputNotFoundError("weights file not found; check the --weights path", str(path))
+        with path.open("rb") as stream:  # readable, before anything is derived from it
+            empty = not stream.read(1)
+    except PermissionError:
+        raise WeightsError(f"cannot read --weights {path}: permission denied") from None
+    if empty:
+        raise WeightsError(
+            f"--weights {path} is empty (0 bytes): pass a .pt/.pth checkpoint or an .onnx file"
+        )
     return path
+
+
+def _check_made_for(card: ModelCard, path: Path) -> None:
+    """A user's ONNX file made for another model is refused before anything is derived from
+    it (an optimised graph of DPT-Large is 1.3 GB), naming the user's file, not a cache one."""
+    try:
+        named = read_metadata_props(path).get(MODEL_KEY)
+    except (OSError, ValueError):
+        return  # not readable as ONNX: loading it says what is wrong
+    if named and named != card.name:
+        raise WeightsError(
+            f"--weights {path} was made for model {named!r}, not {card.name!r}: "
+            f"pass --model {named}"
+        )
 
 
 def _checkpoint(card: ModelCard, *, offline: bool | None, progress: bool) -> ResolvedFile:
@@ -232,6 +263,7 @@ def _fp32_onnx(
     if weights is not None:
         path = _user_file(weights)
         if path.suffix.lower() == ".onnx":
+            _check_made_for(card, path)
             return ResolvedFile(path, "user", (f"user file {path}",))
         converted, made = ensure_converted(card, path)
         steps = (f"user checkpoint {path}", _step(EXPORT_RECIPE, converted, made))

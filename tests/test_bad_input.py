@@ -94,15 +94,21 @@ def test_o_naming_a_file_is_refused_once(
 
 
 def test_outputs_that_cannot_be_written_name_the_file_and_the_way_out(
-    photo: Path, blocker: Path, converted_onnx: Path, capsys: pytest.CaptureFixture[str]
+    photo: Path,
+    video_clip: Path,
+    blocker: Path,
+    converted_onnx: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    out = blocker / "sub"
-    code, _, err = run(
-        ["predict", str(photo), "-o", str(out), "--weights", str(converted_onnx)], capsys
-    )
-    assert code == 1
-    assert f"cannot write {out / 'photo_color.png'}: a file is in the way" in err
-    assert ".part" not in err and "Traceback" not in err
+    cases = [
+        (["predict", str(photo), "-o", str(blocker / "sub")], blocker / "sub" / "photo_color.png"),
+        (["video", str(video_clip), "-o", str(blocker / "depth.mp4")], blocker / "depth.mp4"),
+    ]
+    for command, target in cases:
+        code, _, err = run([*command, "--weights", str(converted_onnx)], capsys)
+        assert code == 1
+        assert f"cannot write {target}: a file is in the way" in err
+        assert ".part" not in err and "Traceback" not in err
     with (
         pytest.raises(OutputError, match=f"cannot write {blocker / 'x.bin'}"),
         atomic_path(blocker / "x.bin"),
@@ -125,16 +131,6 @@ def test_contradictory_video_options_are_usage_errors(
     )
     assert code == 2 and "--side puts the input beside the colour map in an mp4" in err
     assert not list(tmp_path.glob("a.*")), "nothing may be written"
-
-
-def test_video_output_that_cannot_be_written(
-    video_clip: Path, blocker: Path, converted_onnx: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    target = blocker / "depth.mp4"
-    code, _, err = run(
-        ["video", str(video_clip), "-o", str(target), "--weights", str(converted_onnx)], capsys
-    )
-    assert code == 1 and f"cannot write {target}: a file is in the way" in err
 
 
 def test_queue_urls_are_checked_and_an_absent_redis_fails_fast(

@@ -131,6 +131,8 @@ def test_contradictory_video_options_are_usage_errors(
     )
     assert code == 2 and "--side puts the input beside the colour map in an mp4" in err
     assert not list(tmp_path.glob("a.*")), "nothing may be written"
+    code, _, err = run(["video", str(tmp_path), "-o", str(tmp_path / "b.mp4"), *weights], capsys)
+    assert code == 1 and "is a folder, not a video file" in err
 
 
 def test_queue_urls_are_checked_and_an_absent_redis_fails_fast(

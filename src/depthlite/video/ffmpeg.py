@@ -128,6 +128,8 @@ def _last_error(lines: list[str] | deque[str]) -> str:
 def probe(path: str | Path) -> VideoInfo:
     """The first video stream's size, rate and duration; VideoDecodeError if unreadable."""
     path = Path(path)
+    if path.is_dir():
+        raise VideoDecodeError("is a folder, not a video file", source=str(path))
     if not path.is_file():
         raise VideoDecodeError("no such file", source=str(path))
     proc = subprocess.run(

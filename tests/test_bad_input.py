@@ -15,6 +15,7 @@ from pathlib import Path
 import onnx
 import pytest
 
+from depthlite import fsutil, pins
 from depthlite.cli.main import main
 from depthlite.errors import InvalidOptionError, OutputError
 from depthlite.fsutil import atomic_path
@@ -129,7 +130,7 @@ def test_contradictory_video_options_are_usage_errors(
     code, _, err = run(
         ["video", str(video_clip), "--side", "-o", str(tmp_path / "a.npz"), *weights], capsys
     )
-    assert code == 2 and "--side puts the input beside the colour map in an mp4" in err
+    assert code == 2 and "(--side, side=true) puts the input beside the colour map" in err
     assert not list(tmp_path.glob("a.*")), "nothing may be written"
     code, _, err = run(["video", str(tmp_path), "-o", str(tmp_path / "b.mp4"), *weights], capsys)
     assert code == 1 and "is a folder, not a video file" in err
@@ -201,3 +202,21 @@ def test_any_other_file_error_is_one_line(
     monkeypatch.setattr(predict, "run", denied)
     code, _, err = run(["predict", str(photo)], capsys)
     assert (code, err.strip()) == (1, "depthlite: error: /srv/locked.jpg: Permission denied")
+
+
+def test_a_read_only_cache_still_loads_and_says_which_setting_to_change(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def denied(*args: object, **kwargs: object) -> str:
+        raise PermissionError(13, "Permission denied")
+
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"verified")
+    monkeypatch.setattr(fsutil.tempfile, "mkstemp", denied)
+    pins._pin_quietly(checkpoint, "0" * 64)  # a verified file must load without its pin
+    assert "could not pin it" in caplog.text
+    with (
+        pytest.raises(OutputError, match=r"cache file .*permission denied; set DEPTHLITE_HOME"),
+        atomic_path(tmp_path / "x.onnx", cache=True),
+    ):
+        pass

@@ -91,12 +91,15 @@ def test_image_job_gives_a_zip_of_every_output_and_reports_bad_inputs(
 
 
 def test_every_upload_is_accounted_for_empty_ones_and_all_failing_jobs_too(
-    client: TestClient,
+    client: TestClient, clip_bytes: bytes
 ) -> None:
     files = _files(("a.png", IMAGES[0]), ("empty.png", b""))
     done = _wait(client, _submit(client, files)["id"])
     assert [f["input"] for f in done["failures"]] == ["empty.png"]
     assert "empty input" in done["failures"][0]["detail"]
+
+    video = _submit(client, _files(("clip.mp4", clip_bytes), ("unused", b"")), kind="auto")
+    assert (video["kind"], video["inputs"]) == ("video", 1)  # a form's unused file input
 
     bad = _files(("x.png", b"not an image"), ("y.png", b""))
     job = _submit(client, bad)
@@ -205,6 +208,10 @@ def test_bad_job_requests(client: TestClient, clip_bytes: bytes) -> None:
         422,
         "invalid_option",
     )
+    side_npz = client.post(
+        "/v1/jobs", params={"format": "npz", "side": "true"}, files=_files(("a.mp4", clip_bytes))
+    )
+    assert "side=true" in assert_error(side_npz, 422, "invalid_option")["detail"]
     two_videos = _files(("a.mp4", clip_bytes), ("b.mp4", clip_bytes))
     assert_error(client.post("/v1/jobs", files=two_videos), 422, "invalid_option")
     assert_error(

@@ -18,7 +18,7 @@ from typing import IO
 
 from depthlite._version import __version__
 from depthlite.errors import HashMismatchError
-from depthlite.fsutil import atomic_path
+from depthlite.fsutil import atomic_path, make_parent, output_error
 from depthlite.pins import file_sha256, published_mismatch, write_pin
 from depthlite.zoo.cards import Artifact, Source
 
@@ -38,7 +38,7 @@ def download_url(
     url: str, final: Path, artifact: Artifact, *, progress: bool, timeout: float
 ) -> None:
     logger.info("downloading %s to %s", url, final)
-    with atomic_path(final) as tmp, tmp.open("wb") as out:
+    with atomic_path(final, cache=True) as tmp, tmp.open("wb") as out:
         digest = _stream(url, out, final.name, progress=progress, timeout=timeout)
         # On disk before the rename: a power cut must not leave an empty file under the name.
         out.flush()
@@ -78,9 +78,12 @@ def download_hf(
         raise TransferError(
             "huggingface_hub is not installed: pip install huggingface_hub"
         ) from exc
-    final.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(final, cache=True)
     logger.info("downloading %s to %s", source.address, final)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
+    except OSError as exc:
+        raise output_error(final, exc, cache=True) from exc
     (enable_progress_bars if progress else disable_progress_bars)()
     try:
         try:

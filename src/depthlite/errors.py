@@ -22,7 +22,6 @@ __all__ = [
     "MetricUnavailableError",
     "OfflineError",
     "OutputError",
-    "QueueUnavailableError",
     "ToolUnavailableError",
     "UnknownModelError",
     "UnsupportedFormatError",
@@ -181,13 +180,6 @@ class OutputError(DepthliteError):
     """An output (or cache) file cannot be written: read-only, no permission, disk full."""
 
     code = "output_error"
-
-
-class QueueUnavailableError(DepthliteError):
-    """The distributed job queue (Redis) cannot be reached."""
-
-    code = "queue_unavailable"
-    status = 503
 
 
 class ToolUnavailableError(DepthliteError):

@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import NoReturn
 
-from depthlite.errors import HashMismatchError
+from depthlite.errors import HashMismatchError, OutputError
 from depthlite.fsutil import atomic_path
 from depthlite.zoo.cards import Artifact
 
@@ -85,7 +85,7 @@ def _parse_pin(text: str) -> str | None:
 def write_pin(path: Path, digest: str) -> None:
     """Pin ``digest`` for ``path`` (atomically: a reader never sees half a pin)."""
     path = Path(path)
-    with atomic_path(pin_path(path)) as tmp:
+    with atomic_path(pin_path(path), cache=True) as tmp:
         tmp.write_text(f"{digest}  {path.name}\n", encoding="utf-8")
 
 
@@ -125,7 +125,7 @@ def _pin_quietly(path: Path, digest: str) -> None:
     # load: the file was just verified, and without a pin it is simply verified again next time.
     try:
         write_pin(path, digest)
-    except OSError as exc:
+    except (OSError, OutputError) as exc:
         logger.warning("verified %s but could not pin it: %s", path, exc)
         return
     logger.info("verified and pinned %s (sha256 %s)", path, digest)

@@ -245,12 +245,12 @@ def check_output_folder(output: Path) -> None:
         raise InvalidOptionError(f"-o {output} is a file; -o takes a folder for the outputs")
 
 
-def add_max_pixels_option(parser: argparse.ArgumentParser) -> None:
+def add_max_pixels_option(parser: argparse.ArgumentParser, note: str = "") -> None:
     parser.add_argument(
         "--max-pixels",
         type=positive_int,
         default=DEFAULT_MAX_PIXELS,
-        help=f"refuse larger images (default {DEFAULT_MAX_PIXELS:,})",
+        help=f"refuse larger images (default {DEFAULT_MAX_PIXELS:,}){note}",
     )
 
 

@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders")
     p.add_argument("--local", action="store_true", help="run here even if a queue is set")
     p.add_argument("--chunk", type=positive_int, default=8, help="images per queued job")
-    add_max_pixels_option(p)
+    add_max_pixels_option(p, "; through a queue, the workers' own --max-pixels applies")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-v", "--verbose", action="count", default=0)
     add_calibration_options(p)

@@ -130,6 +130,8 @@ def _publish(path: Path, output: Path | None) -> Path:
     try:
         shutil.copyfile(path, output)
     except OSError as exc:
+        if exc.filename is not None and Path(exc.filename) != output:
+            raise  # the cache file could not be read: not the -o path's fault
         raise output_error(output, exc) from exc
     return output
 

@@ -139,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
     known, fit, calibration = calibration_options(args)
     flat = {**vars(args), "known": known, "fit": fit, "calibration": calibration}
     options = VideoOptions.from_flat(argparse.Namespace(**flat), fmt=args.format)
+    options.output_format(Path(args.output))  # usage errors before the model loads
     from tqdm import tqdm
 
     bar = tqdm(unit="frame", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)

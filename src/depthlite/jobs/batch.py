@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from depthlite.errors import InputError, QueueUnavailableError
+from depthlite.errors import InputError
 from depthlite.estimator import DepthEstimator
 from depthlite.imageio import (
     SIDECAR,
@@ -165,6 +165,8 @@ def _check_reachable(broker: str) -> None:
     """Fail in seconds, with the fix, when Redis is not there: Celery would retry for about
     20 s and then raise its own error from deep inside its result backend."""
     import redis
+
+    from depthlite.server.exceptions import QueueUnavailableError
 
     try:
         redis.Redis.from_url(broker, socket_connect_timeout=5, socket_timeout=5).ping()

@@ -21,7 +21,7 @@ from depthlite.imageio import OUTPUT_FORMATS, OutputRequest
 from depthlite.normalize import NormalizerOptions
 from depthlite.options import PRECISIONS, RESIZE_MODES, check_choice
 from depthlite.video.formats import VIDEO_FORMATS
-from depthlite.video.pipeline import VideoOptions
+from depthlite.video.options import VideoOptions
 from depthlite.zoo import get_card
 
 __all__ = [
@@ -111,7 +111,7 @@ class JobSpec:
             object.__setattr__(self, "model", get_card(self.model).name)
         # Every option is checked whatever the kind: an image job ignores the video options,
         # but a value a video job would refuse is a client error either way.
-        VideoOptions.from_flat(self, fmt=None)
+        VideoOptions.from_flat(self, fmt=self.formats[0] if self.kind == "video" else None)
         request = self.output_request(check_formats=self.kind == "images")
         if self.model is not None:
             card = get_card(self.model)

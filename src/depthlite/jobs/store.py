@@ -122,7 +122,9 @@ class JobStore:
         self._local = threading.local()
         try:
             self._db().executescript(_SCHEMA)  # it commits by itself: not in a transaction
-        except sqlite3.Error as exc:  # a folder it cannot write: "unable to open database file"
+        except sqlite3.OperationalError as exc:  # a folder it cannot write: "unable to open"
+            if "unable to open" not in str(exc):
+                raise
             raise OutputError(
                 f"cannot keep jobs in {self.root}: {exc}; choose a writable folder (--jobs-dir)"
             ) from exc

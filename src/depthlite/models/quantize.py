@@ -125,7 +125,7 @@ def load_photos(folder: Path) -> list[Photo]:
         try:
             photos.append(Photo(item.stem, load_image(item.path or "")))
         except ImageTooLargeError as exc:  # quantize has no --max-pixels: the way out differs
-            reason = str(exc).partition("; raise it")[0]
+            reason = str(exc.args[0]).partition("; raise it")[0]  # without the source again
             logger.warning(
                 "skipping calibration image %s: %s; give a smaller copy", item.source, reason
             )

@@ -70,6 +70,8 @@ def _graceful_stop_is_success() -> Iterator[None]:
 
 def _check_address(host: str, port: int) -> None:
     """Refuse, before minutes of loading, an address uvicorn could not listen on."""
+    if not host:  # asyncio's every interface, which getaddrinfo cannot name
+        return
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except socket.gaierror as exc:

@@ -38,8 +38,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 _SECRET_FIELDS = frozenset({"api_key"})
 
 
-# What redis-py (and so Celery) accepts as a broker URL.
-_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+# Broker URLs both clients take: Celery (kombu) has no "unix" transport and redis-py no
+# "redis+socket", so a Unix socket is not offered.
+_REDIS_SCHEMES = ("redis://", "rediss://")
 
 
 class Settings(BaseSettings):
@@ -146,10 +147,9 @@ class Settings(BaseSettings):
     @field_validator("queue")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(_REDIS_SCHEMES):
+        if value is not None and not value.lower().startswith(_REDIS_SCHEMES):
             raise InvalidOptionError(
-                "the queue is a Redis URL: redis://HOST:6379/0, rediss://... (TLS) or "
-                "unix:///path/to/redis.sock"
+                "the queue is a Redis URL: redis://HOST:6379/0, or rediss://... for TLS"
             )
         return value
 

@@ -26,7 +26,7 @@ _WHERE = {
     "VideoInfo": "ffmpeg",
     "ffmpeg_executable": "ffmpeg",
     "probe": "ffmpeg",
-    "VideoOptions": "pipeline",
+    "VideoOptions": "options",
     "VideoReport": "pipeline",
     "process_video": "pipeline",
     "output_format": "sinks",

@@ -22,29 +22,26 @@ import logging
 import queue
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from depthlite.colorize import DEFAULT_COLORMAP, colormap_id
 from depthlite.errors import InvalidOptionError
 from depthlite.estimator import DepthEstimator
 from depthlite.geometry.calibration import (
-    FITS,
     Calibration,
-    KnownPoint,
     fit_calibration,
     resolve_fit,
 )
 from depthlite.imageio.depthfile import DepthInfo
-from depthlite.normalize import NormalizerOptions
 from depthlite.parallel import bands_stay_on_one_core, one_core_per_image
 from depthlite.runtime.base import default_threads
 from depthlite.transforms import InputPolicy, preprocess
 from depthlite.video.ffmpeg import FrameReader, VideoInfo, probe
-from depthlite.video.sinks import FrameSink, open_sink, output_format
+from depthlite.video.options import MAX_FRAMES, VideoOptions
+from depthlite.video.sinks import FrameSink, open_sink
 from depthlite.video.stages import END, Stages
 
 __all__ = ["MAX_FRAMES", "ProgressCallback", "VideoOptions", "VideoReport", "process_video"]
@@ -54,78 +51,6 @@ logger = logging.getLogger(__name__)
 # (frames done, frames expected or None)
 ProgressCallback = Callable[[int, "int | None"], None]
 _QUEUE_FRAMES = 4
-# Far above any real video (a day at 240 fps is 21M frames) and far below SQLite's int64.
-MAX_FRAMES = 100_000_000
-
-
-@dataclass(frozen=True)
-class VideoOptions:
-    """What ``process_video`` writes; ``fmt=None`` takes the format from the output name.
-
-    ``known`` points fit one calibration on the first frame (a fixed camera), or
-    ``calibration`` gives one; the npz then holds metres and the PNG frames carry it.
-    """
-
-    fmt: str | None = None
-    colormap: str = DEFAULT_COLORMAP
-    side: bool = False
-    normalizer: NormalizerOptions = field(default_factory=NormalizerOptions)
-    start: float = 0.0
-    end: float | None = None
-    max_frames: int | None = None
-    crf: int = 20
-    preset: str = "veryfast"
-    known: tuple[KnownPoint, ...] = ()
-    fit: str = "auto"
-    calibration: Calibration | None = None
-
-    def __post_init__(self) -> None:
-        colormap_id(self.colormap)
-        if self.fit not in FITS:
-            raise InvalidOptionError(f"invalid fit {self.fit!r}; choose one of: {', '.join(FITS)}")
-        if self.known and self.calibration is not None:
-            raise InvalidOptionError("give known points or a saved calibration, not both")
-        if len(self.known) == 1:
-            raise InvalidOptionError("one known point cannot fix a calibration: give two or more")
-        if self.start < 0 or (self.end is not None and self.end <= self.start):
-            raise InvalidOptionError(
-                f"need 0 <= start < end, got start={self.start} end={self.end}"
-            )
-        if self.max_frames is not None and not 1 <= self.max_frames <= MAX_FRAMES:
-            raise InvalidOptionError(
-                f"max-frames must be in 1..{MAX_FRAMES}, got {self.max_frames}"
-            )
-        if not 0 <= self.crf <= 51:
-            raise InvalidOptionError(f"crf must be in 0..51, got {self.crf}")
-
-    @classmethod
-    def from_flat(cls, values: Any, fmt: str | None) -> VideoOptions:
-        """Options from an object with the CLI's flat names (``normalize``, ``percentiles``,
-        ``smoothing``, ``cut_threshold``, ``depth_smoothing``, ``colormap``, ``side``,
-        ``start``, ``end``, ``max_frames``, ``crf``, ``preset``): parsed arguments, a job spec.
-        """
-        normalizer = NormalizerOptions(
-            mode=values.normalize,
-            percentiles=tuple(values.percentiles),
-            smoothing=values.smoothing,
-            cut_threshold=values.cut_threshold,
-            depth_smoothing=values.depth_smoothing,
-        )
-        names = ("colormap", "side", "start", "end", "max_frames", "crf", "preset")
-        calibration = getattr(values, "calibration", None)
-        if isinstance(calibration, str):  # a job spec keeps it as JSON
-            calibration = Calibration.from_json(calibration)
-        known = tuple(
-            p if isinstance(p, KnownPoint) else KnownPoint(*p) for p in getattr(values, "known", ())
-        )
-        return cls(
-            fmt=fmt,
-            normalizer=normalizer,
-            known=known,
-            fit=getattr(values, "fit", None) or "auto",
-            calibration=calibration,
-            **{n: getattr(values, n) for n in names},
-        )
 
 
 @dataclass(frozen=True)
@@ -209,7 +134,7 @@ def process_video(
     """
     options = options or VideoOptions()
     source, output = Path(source), Path(output)
-    fmt = output_format(output, options.fmt)
+    fmt = options.output_format(output)
     info = probe(source)
     if info.duration is not None and options.start >= info.duration:
         raise InvalidOptionError(

@@ -276,11 +276,6 @@ def open_sink(
     depth_info: DepthInfo,
 ) -> FrameSink:
     """The sink for ``fmt`` (one of VIDEO_FORMATS), ready for frames of ``depth_info``."""
-    if side and fmt != "mp4":
-        raise InvalidOptionError(
-            f"--side puts the input beside the colour map in an mp4; {fmt} holds depth only: "
-            "drop --side, or write a .mp4"
-        )
     if fmt == "png16":
         return Png16Sink(output, normalizer, depth_info)
     if fmt == "npz":

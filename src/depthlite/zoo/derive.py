@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from depthlite import hub
+from depthlite.fsutil import make_parent, output_error
 from depthlite.pins import file_sha256, pinned_sha256
 
 __all__ = [
@@ -143,8 +144,11 @@ def derive(
         manifest = None if force else _read(folder / MANIFEST)
         if manifest is not None and manifest.path.is_file():
             return manifest.path, False
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".part", dir=folder.parent))
+        make_parent(folder, cache=True)
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".part", dir=folder.parent))
+        except OSError as exc:
+            raise output_error(folder / output, exc, cache=True) from exc
         try:
             target = staging / output
             make(Path(source), target)

@@ -43,7 +43,7 @@ from depthlite.server.schemas import (
 from depthlite.server.service import Service
 from depthlite.server.upload import SavedFile, save_uploads, upload_body
 from depthlite.video.formats import X264_PRESETS
-from depthlite.video.pipeline import MAX_FRAMES
+from depthlite.video.options import MAX_FRAMES
 from depthlite.zoo import get_card
 
 __all__ = ["router"]
@@ -133,7 +133,10 @@ async def _create(
     settings = service.settings
     with service.jobs.uploads.folder() as folder:
         files = await save_uploads(request, settings.max_job_bytes, settings.max_job_files, folder)
-        spec = _spec(_kind(kind, files), files, params)
+        kind = _kind(kind, files)
+        if kind == "video":  # an empty part (a form's unused file input) is not a second file
+            files = [f for f in files if f.path.stat().st_size > 0]
+        spec = _spec(kind, files, params)
         return await asyncio.to_thread(service.jobs.submit, spec, [f.path for f in files], owner)
 
 

@@ -323,6 +323,10 @@ def test_server_jobs_run_on_celery_workers(
         wrong = _submit(client, _files(*small[:1]), precision="int8")
         failed = _wait(client, wrong["id"], states=("failed",))
         assert "start workers with --precision int8" in failed["error"]
+        bad = _submit(client, _files(("x.png", b"not an image"), ("y.png", b"")))
+        failed = _wait(client, bad["id"], states=("failed",))
+        assert "every input failed (2)" in failed["error"]
+        assert [f["input"] for f in failed["failures"]] == ["x.png", "y.png"]
         big = [
             (p.name, p.read_bytes())
             for p in sorted(_images(tmp_path / "b", 40, (240, 320)).iterdir())

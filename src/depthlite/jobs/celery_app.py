@@ -38,6 +38,7 @@ from depthlite.jobs.protocol import (
     attempts_key,
     cancel_key,
     done_key,
+    failures_key,
 )
 from depthlite.jobs.shared import SharedStore, open_store
 from depthlite.jobs.spec import JobCancelledError, JobSpec
@@ -120,6 +121,9 @@ def _run_job(task: Task, ctx: WorkerContext, payload: dict[str, Any]) -> dict[st
         except JobCancelledError:
             raise JobTaskCancelled("the job was cancelled") from None
         except DepthliteError as exc:
+            failures = getattr(exc, "failures", None)
+            if failures:
+                ctx.store.put_bytes(failures_key(job_id), json.dumps(failures).encode())
             raise JobTaskError(str(exc)) from None
         result_key = f"results/{job_id}/{outcome.result.name}"
         ctx.store.put_file(result_key, outcome.result)

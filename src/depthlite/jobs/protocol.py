@@ -22,6 +22,7 @@ __all__ = [
     "attempts_key",
     "cancel_key",
     "done_key",
+    "failures_key",
     "job_payload",
 ]
 
@@ -55,6 +56,11 @@ def cancel_key(job_id: str) -> str:
 
 def done_key(job_id: str) -> str:
     return f"results/{job_id}/done.json"
+
+
+def failures_key(job_id: str) -> str:
+    """Where a failed job's per-input reasons wait for the server (a task error is a string)."""
+    return f"results/{job_id}/failures.json"
 
 
 def job_payload(

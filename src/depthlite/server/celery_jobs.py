@@ -19,7 +19,14 @@ from celery.result import AsyncResult
 from depthlite.fsutil import atomic_path
 from depthlite.jobs.celery_app import make_celery
 from depthlite.jobs.local import EstimatorPicker
-from depthlite.jobs.protocol import TASK_NAME, JobTaskCancelled, cancel_key, done_key, job_payload
+from depthlite.jobs.protocol import (
+    TASK_NAME,
+    JobTaskCancelled,
+    cancel_key,
+    done_key,
+    failures_key,
+    job_payload,
+)
 from depthlite.jobs.shared import open_store
 from depthlite.jobs.store import Job, JobStore
 from depthlite.server.exceptions import QueueUnavailableError
@@ -73,6 +80,11 @@ class CeleryJobBackend(JobBackend):
             except Exception:
                 logger.exception("job expiry failed; retrying in %g s", _EXPIRE_EVERY_SECONDS)
 
+    def _failures(self, job_id: str) -> list[dict[str, str]] | None:
+        """Each input's reason, which the worker left when every input failed."""
+        key = failures_key(job_id)
+        return json.loads(self.shared.get_bytes(key)) if self.shared.exists(key) else None
+
     def _forget_files(self, job_id: str) -> None:
         self.shared.delete_prefix(f"results/{job_id}")
         self.shared.delete_prefix(f"inputs/{job_id}")
@@ -120,7 +132,8 @@ class CeleryJobBackend(JobBackend):
             if isinstance(error, JobTaskCancelled):
                 self.store.mark_cancelled(job.id)
             else:
-                self.store.fail(job.id, str(error) or type(error).__name__)
+                self.store.fail(job.id, str(error) or type(error).__name__, self._failures(job.id))
+                self._forget_files(job.id)
             task.forget()
         return self.store.get(job.id)
 
